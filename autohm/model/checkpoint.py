@@ -1,0 +1,299 @@
+"""Checkpoint I/O: read Mamba v1 checkpoints in the state-spaces (mamba_ssm) and transformers
+formats, write config.json + model.safetensors.
+
+Weights are read with safetensors or torch.load(weights_only=True), never by unpickling arbitrary
+objects. Every problem is a CheckpointError naming the file and the key.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+import re
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from autohm.errors import CheckpointError
+from autohm.model.config import MambaConfig
+
+CONFIG_FILE = "config.json"
+WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+
+# transformers MambaConfig field -> MambaConfig field
+_HF_FIELDS = {
+    "hidden_size": "d_model",
+    "num_hidden_layers": "n_layer",
+    "vocab_size": "vocab_size",
+    "state_size": "d_state",
+    "conv_kernel": "d_conv",
+    "expand": "expand",
+    "time_step_rank": "dt_rank",
+    "time_step_min": "dt_min",
+    "time_step_max": "dt_max",
+    "time_step_init_scheme": "dt_init",
+    "time_step_scale": "dt_scale",
+    "time_step_floor": "dt_init_floor",
+    "use_conv_bias": "conv_bias",
+    "use_bias": "bias",
+    "layer_norm_epsilon": "norm_epsilon",
+    "residual_in_fp32": "residual_in_fp32",
+    "tie_word_embeddings": "tie_embeddings",
+}
+# transformers fields with no effect on the computation (generic PretrainedConfig fields, options
+# of its kernels and initialisation, and the state-spaces duplicates its mamba-*-hf files carry).
+_HF_IGNORED = {
+    "_name_or_path",
+    "architectures",
+    "model_type",
+    "transformers_version",
+    "dtype",
+    "torch_dtype",
+    "bos_token_id",
+    "eos_token_id",
+    "pad_token_id",
+    "sep_token_id",
+    "decoder_start_token_id",
+    "use_cache",
+    "initializer_range",
+    "rescale_prenorm_residual",
+    "use_mambapy",
+    "use_associative_scan",
+    "output_hidden_states",
+    "output_attentions",
+    "return_dict",
+    "chunk_size_feed_forward",
+    "is_encoder_decoder",
+    "id2label",
+    "label2id",
+    "problem_type",
+    "torchscript",
+    "tie_encoder_decoder",
+    "pruned_heads",
+    "tf_legacy_loss",
+    "use_bfloat16",
+    "finetuning_task",
+    "tokenizer_class",
+    "prefix",
+    "task_specific_params",
+    "cross_attention_hidden_size",
+    "add_cross_attention",
+    "is_decoder",
+    "num_labels",
+    "d_model",
+    "n_layer",
+    "d_inner",
+    "ssm_cfg",
+    "fused_add_norm",
+    "rms_norm",
+    "pad_vocab_size_multiple",
+    "intermediate_size",
+    "hidden_act",
+}
+_STATE_SPACES_TOP = {
+    "d_model",
+    "n_layer",
+    "vocab_size",
+    "rms_norm",
+    "norm_epsilon",
+    "residual_in_fp32",
+    "fused_add_norm",
+    "pad_vocab_size_multiple",
+    "tie_embeddings",
+}
+_STATE_SPACES_SSM = {f.name for f in fields(MambaConfig)} - _STATE_SPACES_TOP
+_STATE_SPACES_IGNORED = {"use_fast_path", "layer"}
+
+
+def _fail(file: Path | str, message: str) -> CheckpointError:
+    """One line: '<file>: <message>', whitespace and newlines of wrapped errors collapsed."""
+    return CheckpointError(f"{file}: {' '.join(message.split())}")
+
+
+def resolve_checkpoint(path_or_id: str | Path) -> Path:
+    """A local checkpoint directory; a Hub id is downloaded when huggingface_hub is installed."""
+    path = Path(path_or_id).expanduser()
+    if path.is_dir():
+        return path
+    if path.exists():
+        raise _fail(path, "is a file; expected a checkpoint directory with config.json")
+    text = str(path_or_id)
+    looks_like_hub_id = text.count("/") == 1 and not text.startswith((".", "/", "~"))
+    if not looks_like_hub_id:
+        raise CheckpointError(f"checkpoint directory not found: {path}")
+    try:
+        from huggingface_hub import snapshot_download
+    except ImportError:
+        raise CheckpointError(
+            f"{text!r} is not a local directory; to download it from the Hugging Face Hub "
+            "install huggingface_hub (pip install 'autohm[hub]')"
+        ) from None
+    patterns = [CONFIG_FILE, "*.safetensors", "*.bin", "*.index.json"]
+    try:
+        return Path(snapshot_download(text, allow_patterns=patterns))
+    except Exception as error:  # network, authentication or missing repository
+        raise CheckpointError(
+            f"{text!r}: not a local directory, and the Hub download "
+            f"failed: {type(error).__name__}: {error}"
+        ) from None
+
+
+def _hf_config(raw: dict[str, Any], file: Path) -> MambaConfig:
+    if raw.get("model_type", "mamba") != "mamba":
+        raise _fail(file, f"model_type {raw['model_type']!r} is not supported (Mamba v1 only)")
+    if raw.get("hidden_act", "silu") != "silu":
+        raise _fail(file, f"hidden_act {raw['hidden_act']!r} is not supported (only 'silu')")
+    values = {}
+    for key, value in raw.items():
+        if key in _HF_FIELDS:
+            values[_HF_FIELDS[key]] = value
+        elif key not in _HF_IGNORED:
+            raise _fail(file, f"unknown config field {key!r}")
+    values["pad_vocab_size_multiple"] = 1  # the embedding has exactly vocab_size rows
+    config = _build(values, file)
+    inner = raw.get("intermediate_size")
+    if inner is not None and inner != config.d_inner:
+        raise _fail(file, f"intermediate_size {inner} != expand * hidden_size = {config.d_inner}")
+    return config
+
+
+def _state_spaces_config(raw: dict[str, Any], file: Path) -> MambaConfig:
+    values = {}
+    for key, value in raw.items():
+        if key in _STATE_SPACES_TOP:
+            values[key] = value
+        elif key == "ssm_cfg":
+            values.update(_ssm_cfg(value or {}, file))
+        elif key == "d_intermediate" and value:
+            raise _fail(file, f"d_intermediate {value}: MLP blocks are not supported")
+        elif key == "attn_layer_idx" and value:
+            raise _fail(file, f"attn_layer_idx {value}: attention layers are not supported")
+        elif key not in ("d_intermediate", "attn_layer_idx", "attn_cfg"):
+            raise _fail(file, f"unknown config field {key!r}")
+    return _build(values, file)
+
+
+def _ssm_cfg(ssm_cfg: dict[str, Any], file: Path) -> dict[str, Any]:
+    if ssm_cfg.get("layer", "Mamba1") != "Mamba1":
+        raise _fail(file, f"ssm_cfg.layer {ssm_cfg['layer']!r} is not supported (Mamba1 only)")
+    for key in ssm_cfg:
+        if key not in _STATE_SPACES_SSM and key not in _STATE_SPACES_IGNORED:
+            raise _fail(file, f"unknown config field 'ssm_cfg.{key}'")
+    return {k: v for k, v in ssm_cfg.items() if k in _STATE_SPACES_SSM}
+
+
+def _build(values: dict[str, Any], file: Path) -> MambaConfig:
+    for required in ("d_model", "n_layer", "vocab_size"):
+        if required not in values:
+            raise _fail(file, f"missing config field for {required!r}")
+    try:
+        return MambaConfig(**values)
+    except (TypeError, ValueError) as error:
+        raise _fail(file, str(error)) from None
+
+
+def read_config(directory: Path) -> MambaConfig:
+    """Parse config.json in either format (transformers when it has hidden_size)."""
+    file = directory / CONFIG_FILE
+    if not file.is_file():
+        raise _fail(directory, f"no {CONFIG_FILE} in this checkpoint directory")
+    try:
+        raw = json.loads(file.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise _fail(file, f"not valid JSON: {error}") from None
+    if not isinstance(raw, dict):
+        raise _fail(file, "expected a JSON object")
+    return _hf_config(raw, file) if "hidden_size" in raw else _state_spaces_config(raw, file)
+
+
+def _load_weight_file(file: Path) -> dict[str, torch.Tensor]:
+    try:
+        if file.suffix == ".safetensors":
+            return load_file(str(file), device="cpu")
+        state = torch.load(file, map_location="cpu", weights_only=True)
+    except (SafetensorError, OSError, RuntimeError, ValueError, EOFError) as error:
+        raise _fail(file, f"cannot read weights: {error}") from None
+    except pickle.UnpicklingError as error:
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(error))
+        what = f"the global {found.group(1)!r}" if found else "an object that is not a tensor"
+        raise _fail(
+            file,
+            f"cannot read weights safely: it refers to {what}, and autohm loads "
+            "only tensors (torch.load with weights_only=True)",
+        ) from None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise _fail(file, "expected a flat mapping of parameter names to tensors")
+    return state
+
+
+def read_weights(directory: Path) -> tuple[dict[str, torch.Tensor], Path]:
+    """All tensors of the checkpoint (sharded files joined) and the file they were read from."""
+    for name in WEIGHT_FILES:
+        single, index = directory / name, directory / f"{name}.index.json"
+        if single.is_file():
+            return _load_weight_file(single), single
+        if index.is_file():
+            try:
+                shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+            except (json.JSONDecodeError, KeyError, AttributeError) as error:
+                raise _fail(index, f"not a valid weight index: {error!r}") from None
+            state: dict[str, torch.Tensor] = {}
+            for shard in shards:
+                state.update(_load_weight_file(directory / shard))
+            return state, index
+    raise _fail(directory, f"no weights: expected one of {', '.join(WEIGHT_FILES)}")
+
+
+def normalise_keys(state: dict[str, torch.Tensor], tied: bool) -> dict[str, torch.Tensor]:
+    """Map transformers names onto mamba_ssm's (embeddings -> embedding, a bare MambaModel gets
+    the backbone. prefix) and drop a tied lm_head."""
+    if not any(key.startswith("backbone.") for key in state):
+        state = {(k if k.startswith("lm_head.") else f"backbone.{k}"): v for k, v in state.items()}
+    renamed = {
+        k.replace("backbone.embeddings.", "backbone.embedding."): v for k, v in state.items()
+    }
+    if tied:
+        renamed.pop("lm_head.weight", None)
+    return renamed
+
+
+def load_weights_into(model: torch.nn.Module, state: dict[str, torch.Tensor], file: Path) -> None:
+    """Strictly copy `state` into `model`: every key present, none extra, every shape equal."""
+    expected = model.state_dict()
+    if getattr(model.config, "tie_embeddings", False):
+        expected.pop("lm_head.weight", None)
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    for keys, what in ((missing, "missing tensor"), (unexpected, "unexpected tensor")):
+        if keys:
+            more = f" (and {len(keys) - 1} more)" if len(keys) > 1 else ""
+            raise _fail(file, f"{what} {keys[0]!r}{more}")
+    for key, tensor in expected.items():
+        if state[key].shape != tensor.shape:
+            raise _fail(
+                file,
+                f"tensor {key!r} has shape {tuple(state[key].shape)}, but "
+                f"config.json implies {tuple(tensor.shape)}",
+            )
+    model.load_state_dict(state, strict=False)
+
+
+def save_checkpoint(model: torch.nn.Module, directory: str | Path) -> Path:
+    """Write config.json (state-spaces layout) and model.safetensors; returns the directory."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    config: MambaConfig = model.config
+    top = {k: v for k, v in config.to_dict().items() if k in _STATE_SPACES_TOP}
+    if top["norm_epsilon"] == MambaConfig.norm_epsilon:
+        del top["norm_epsilon"]  # mamba_ssm's config has no such field; 1e-5 is its default
+    ssm_cfg = {k: v for k, v in config.to_dict().items() if k in _STATE_SPACES_SSM}
+    (directory / CONFIG_FILE).write_text(json.dumps({**top, "ssm_cfg": ssm_cfg}, indent=2) + "\n")
+    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    if config.tie_embeddings:
+        state.pop("lm_head.weight", None)
+    save_file(state, str(directory / WEIGHT_FILES[0]), metadata={"format": "pt"})
+    return directory

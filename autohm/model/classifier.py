@@ -1,0 +1,69 @@
+"""MambaClassifier: sequence classification on the Mamba backbone (transformers has none).
+
+Pooling is the last real token or the mean over real tokens; padding (left or right) is honoured
+exactly, because the mixers ignore padded positions (see MambaMixer.forward).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import torch
+from torch import nn
+
+from autohm.model.backbone import MambaBackbone
+from autohm.model.config import MambaConfig
+from autohm.model.lm import MambaLM
+
+Pooling = Literal["last", "mean"]
+
+
+def pool(hidden: torch.Tensor, padding_mask: torch.Tensor | None, pooling: Pooling) -> torch.Tensor:
+    """(batch, L, d) -> (batch, d): the last real token or the mean over real tokens."""
+    if padding_mask is None:
+        return hidden[:, -1] if pooling == "last" else hidden.mean(dim=1)
+    keep = padding_mask.to(hidden.dtype)
+    if pooling == "mean":
+        return (hidden * keep[..., None]).sum(1) / keep.sum(1, keepdim=True).clamp(min=1)
+    positions = torch.arange(hidden.shape[1], device=hidden.device)
+    last = (positions * padding_mask.long()).argmax(dim=1)
+    return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
+
+
+class MambaClassifier(nn.Module):
+    """model(input_ids, padding_mask) -> class logits (batch, num_labels)."""
+
+    def __init__(
+        self,
+        config: MambaConfig,
+        num_labels: int,
+        pooling: Pooling = "last",
+        backbone: MambaBackbone | None = None,
+    ) -> None:
+        """A new head on `backbone` (shared, not copied), or on a freshly initialised one."""
+        super().__init__()
+        if pooling not in ("last", "mean"):
+            raise ValueError(f"pooling must be 'last' or 'mean', got {pooling!r}")
+        self.config = config
+        self.pooling = pooling
+        self.backbone = backbone if backbone is not None else MambaBackbone(config)
+        self.score = nn.Linear(config.d_model, num_labels)
+
+    @classmethod
+    def from_pretrained(
+        cls, path: str | Path, num_labels: int, pooling: Pooling = "last"
+    ) -> MambaClassifier:
+        """The backbone of a language-model checkpoint with a new classification head."""
+        lm = MambaLM.from_pretrained(path)
+        return cls(lm.config, num_labels, pooling, backbone=lm.backbone)
+
+    def set_scan_backend(self, name: str) -> None:
+        """Pin every layer to one scan backend; "auto" (the default) picks per device."""
+        self.backbone.set_scan_backend(name)
+
+    def forward(
+        self, input_ids: torch.Tensor, padding_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        hidden = self.backbone(input_ids, padding_mask)
+        return self.score(pool(hidden, padding_mask, self.pooling))

@@ -1,0 +1,143 @@
+"""The Mamba v1 mixer, with the parameter names and shapes of mamba_ssm's `Mamba` and
+transformers' `MambaMixer`.
+
+Every projection (in_proj, conv1d, x_proj, dt_proj, out_proj) is applied as a module call, so a
+wrapper that replaces or parametrizes one of them (mask, LoRA, IA3) is used on every backend.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from autohm.model.config import MambaConfig
+from autohm.ops import selective_scan, selective_state_update
+
+
+class LayerState(NamedTuple):
+    """Decoding state of one mixer: the last d_conv conv inputs and the scan state."""
+
+    conv: torch.Tensor  # (batch, d_inner, d_conv)
+    ssm: torch.Tensor  # (batch, d_inner, d_state)
+
+
+class MambaMixer(nn.Module):
+    """in_proj -> causal depthwise conv -> SiLU -> selective scan (gated by SiLU(z)) -> out_proj."""
+
+    def __init__(self, config: MambaConfig) -> None:
+        super().__init__()
+        d_inner, d_state, dt_rank = config.d_inner, config.d_state, config.resolved_dt_rank
+        self.d_inner, self.d_state, self.dt_rank, self.d_conv = (
+            d_inner,
+            d_state,
+            dt_rank,
+            config.d_conv,
+        )
+        self.in_proj = nn.Linear(config.d_model, 2 * d_inner, bias=config.bias)
+        self.conv1d = nn.Conv1d(
+            d_inner,
+            d_inner,
+            config.d_conv,
+            groups=d_inner,
+            padding=config.d_conv - 1,
+            bias=config.conv_bias,
+        )
+        self.x_proj = nn.Linear(d_inner, dt_rank + 2 * d_state, bias=False)
+        self.dt_proj = nn.Linear(dt_rank, d_inner, bias=True)
+        self.A_log = nn.Parameter(torch.empty(d_inner, d_state))
+        self.D = nn.Parameter(torch.empty(d_inner))
+        self.out_proj = nn.Linear(d_inner, config.d_model, bias=config.bias)
+        self.scan_backend = "auto"
+        self.reset_ssm_parameters(config)
+
+    @torch.no_grad()
+    def reset_ssm_parameters(self, config: MambaConfig) -> None:
+        """mamba_ssm's initialisation of dt_proj, A_log (S4D-real) and D."""
+        dt_init_std = self.dt_rank**-0.5 * config.dt_scale
+        if config.dt_init == "constant":
+            nn.init.constant_(self.dt_proj.weight, dt_init_std)
+        else:
+            nn.init.uniform_(self.dt_proj.weight, -dt_init_std, dt_init_std)
+        log_min, log_max = math.log(config.dt_min), math.log(config.dt_max)
+        dt = torch.exp(torch.rand(self.d_inner) * (log_max - log_min) + log_min)
+        dt = dt.clamp(min=config.dt_init_floor)
+        self.dt_proj.bias.copy_(dt + torch.log(-torch.expm1(-dt)))  # inverse softplus
+        A = torch.arange(1, self.d_state + 1, dtype=torch.float32).repeat(self.d_inner, 1)
+        self.A_log.copy_(torch.log(A))
+        self.D.fill_(1.0)
+
+    def _ssm_inputs(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """From the conv output x (..., d_inner): delta before softplus, B and C."""
+        dt, B, C = self.x_proj(x).split([self.dt_rank, self.d_state, self.d_state], dim=-1)
+        return self.dt_proj(dt), B, C
+
+    def forward(
+        self,
+        hidden: torch.Tensor,
+        padding_mask: torch.Tensor | None = None,
+        return_state: bool = False,
+    ) -> torch.Tensor | tuple[torch.Tensor, LayerState]:
+        """hidden (batch, L, d_model) -> (batch, L, d_model).
+
+        With a padding mask (batch, L; 1 = token, 0 = padding), padded positions feed zeros to the
+        conv and leave the scan state untouched, so left or right padding does not change the
+        outputs at real tokens.
+        """
+        length = hidden.shape[1]
+        x, z = self.in_proj(hidden).chunk(2, dim=-1)
+        keep = None if padding_mask is None else padding_mask[:, None, :].to(x.dtype)
+        conv_in = x.transpose(1, 2)  # (batch, d_inner, L)
+        if keep is not None:
+            conv_in = conv_in * keep
+        x = F.silu(self.conv1d(conv_in)[..., :length])
+        if keep is not None:
+            x = x * keep
+        delta, B, C = self._ssm_inputs(x.transpose(1, 2))
+        y, ssm_state = selective_scan(
+            x,
+            delta.transpose(1, 2),
+            -torch.exp(self.A_log.float()),
+            B.transpose(1, 2),
+            C.transpose(1, 2),
+            self.D.float(),
+            z=z.transpose(1, 2),
+            delta_softplus=True,
+            return_last_state=True,
+            backend=self.scan_backend,
+        )
+        out = self.out_proj(y.transpose(1, 2))
+        if not return_state:
+            return out
+        conv_state = F.pad(conv_in, (max(self.d_conv - length, 0), 0))[..., -self.d_conv :]
+        return out, LayerState(conv_state, ssm_state)
+
+    def empty_state(self, batch: int, device=None, dtype=torch.float32) -> LayerState:
+        """The state before the first token."""
+        return LayerState(
+            torch.zeros(batch, self.d_inner, self.d_conv, device=device, dtype=dtype),
+            torch.zeros(batch, self.d_inner, self.d_state, device=device, dtype=dtype),
+        )
+
+    def step(self, hidden: torch.Tensor, state: LayerState) -> tuple[torch.Tensor, LayerState]:
+        """One token: hidden (batch, d_model) -> (batch, d_model) and the next state."""
+        x, z = self.in_proj(hidden).chunk(2, dim=-1)
+        conv_state = torch.cat([state.conv[..., 1:], x[..., None]], dim=-1)
+        x = F.silu(self.conv1d(conv_state)[..., self.d_conv - 1])  # the full window
+        delta, B, C = self._ssm_inputs(x)
+        y, ssm_state = selective_state_update(
+            state.ssm,
+            x,
+            delta,
+            -torch.exp(self.A_log.float()),
+            B,
+            C,
+            self.D.float(),
+            z=z,
+            dt_softplus=True,
+            backend=self.scan_backend,
+        )
+        return self.out_proj(y), LayerState(conv_state, ssm_state)

@@ -1,0 +1,37 @@
+"""Functional math without module state: the selective scan and its backends."""
+
+from autohm.ops.scan_reference import (
+    selective_scan_reference,
+    selective_state_update_reference,
+)
+from autohm.ops.selective_scan import (
+    ScanBackend,
+    available_backends,
+    check_backend_name,
+    register_backend,
+    resolve_backend,
+    selective_scan,
+    selective_state_update,
+)
+
+register_backend(
+    ScanBackend(
+        name="reference",
+        scan=selective_scan_reference,
+        step=selective_state_update_reference,
+        supports=lambda device: True,
+        priority=0,
+    )
+)
+
+__all__ = [
+    "ScanBackend",
+    "available_backends",
+    "check_backend_name",
+    "register_backend",
+    "resolve_backend",
+    "selective_scan",
+    "selective_scan_reference",
+    "selective_state_update",
+    "selective_state_update_reference",
+]

@@ -1,0 +1,2 @@
+"""Triton kernels for the selective scan, installed as autohm.kernels (never a top-level
+`kernels` package: an unrelated PyPI project has that name)."""

@@ -1,0 +1,114 @@
+"""MambaLM against transformers' MambaForCausalLM: the same weights give the same logits, read
+from the transformers layout and from the state-spaces layout."""
+
+import json
+
+import pytest
+import torch
+from helpers import randomise_
+
+from autohm.model import MambaLM
+
+transformers = pytest.importorskip("transformers", reason="the test extra installs transformers")
+
+
+def hf_model(tmp_path, **overrides):
+    """A tiny random transformers Mamba saved with save_pretrained; returns (model, directory)."""
+    config = transformers.MambaConfig(
+        vocab_size=53,
+        hidden_size=24,
+        state_size=5,
+        num_hidden_layers=3,
+        conv_kernel=4,
+        expand=2,
+        time_step_rank=3,
+        **overrides,
+    )
+    model = randomise_(transformers.MambaForCausalLM(config)).eval()
+    directory = tmp_path / "hf"
+    model.save_pretrained(directory)
+    return model, directory
+
+
+def hf_logits(model, ids):
+    with torch.no_grad():
+        return model(ids, use_cache=False).logits
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [{}, {"tie_word_embeddings": False}, {"use_bias": True, "use_conv_bias": False}],
+    ids=["tied", "untied", "biases"],
+)
+def test_logits_match_transformers(tmp_path, overrides):
+    reference, directory = hf_model(tmp_path, **overrides)
+    ours = MambaLM.from_pretrained(directory).eval()
+    ids = torch.randint(0, 53, (2, 11))
+    with torch.no_grad():
+        got = ours(ids)
+    expected = hf_logits(reference, ids)
+    diff = (got - expected).abs().max().item()
+    print(f"max |logit difference| vs transformers ({overrides or 'tied'}): {diff:.3e}")
+    assert got.shape == expected.shape
+    assert diff < 1e-4
+
+
+def write_state_spaces(model, directory):
+    """The same weights in mamba_ssm's layout: nested ssm_cfg, backbone.embedding, a .bin file."""
+    directory.mkdir()
+    c = model.config
+    config = {
+        "d_model": c.hidden_size,
+        "d_intermediate": 0,
+        "n_layer": c.num_hidden_layers,
+        "vocab_size": c.vocab_size,
+        "rms_norm": True,
+        "residual_in_fp32": True,
+        "fused_add_norm": True,
+        "pad_vocab_size_multiple": 1,
+        "tie_embeddings": True,
+        "attn_layer_idx": [],
+        "attn_cfg": {},
+        "ssm_cfg": {
+            "layer": "Mamba1",
+            "d_state": c.state_size,
+            "d_conv": c.conv_kernel,
+            "expand": c.expand,
+            "dt_rank": c.time_step_rank,
+        },
+    }
+    (directory / "config.json").write_text(json.dumps(config))
+    state = {
+        k.replace("backbone.embeddings.", "backbone.embedding."): v.clone()
+        for k, v in model.state_dict().items()
+    }
+    torch.save(state, directory / "pytorch_model.bin")  # includes the tied lm_head, as mamba_ssm
+
+
+def test_state_spaces_layout_gives_the_same_logits(tmp_path):
+    reference, _ = hf_model(tmp_path)
+    write_state_spaces(reference, tmp_path / "ss")
+    ours = MambaLM.from_pretrained(tmp_path / "ss").eval()
+    ids = torch.randint(0, 53, (2, 9))
+    with torch.no_grad():
+        torch.testing.assert_close(ours(ids), hf_logits(reference, ids), rtol=1e-4, atol=1e-4)
+
+
+def test_save_pretrained_round_trip(tmp_path):
+    reference, directory = hf_model(tmp_path)
+    ours = MambaLM.from_pretrained(directory).eval()
+    saved = ours.save_pretrained(tmp_path / "ours")
+    assert sorted(p.name for p in saved.iterdir()) == ["config.json", "model.safetensors"]
+    config = json.loads((saved / "config.json").read_text())
+    assert config["d_model"] == 24 and config["ssm_cfg"]["d_state"] == 5
+    again = MambaLM.from_pretrained(saved).eval()
+    ids = torch.randint(0, 53, (1, 7))
+    with torch.no_grad():
+        torch.testing.assert_close(again(ids), ours(ids), rtol=0, atol=0)
+    # transformers reads the weights back from our file too (only the embedding key differs)
+    from safetensors.torch import load_file
+
+    state = load_file(saved / "model.safetensors")
+    state = {k.replace("backbone.embedding.", "backbone.embeddings."): v for k, v in state.items()}
+    missing, unexpected = reference.load_state_dict(state, strict=False)
+    assert unexpected == [] and set(missing) <= {"lm_head.weight"}
