@@ -91,3 +91,12 @@ def test_model_trains_through_every_parameter(lm):
     loss.backward()
     no_grad = [n for n, p in lm.named_parameters() if p.grad is None or not p.grad.abs().sum()]
     assert no_grad == []
+
+
+@torch.no_grad()
+def test_bfloat16_model_runs_forward_and_decoding():
+    model = MambaLM(tiny_config()).to(torch.bfloat16).eval()
+    ids = torch.randint(0, 37, (2, 5))
+    assert model(ids).dtype == torch.bfloat16
+    logits, _ = model.step(ids[:, 0], model.backbone.empty_states(2))
+    assert logits.dtype == torch.bfloat16 and torch.isfinite(logits).all()

@@ -49,14 +49,17 @@ class Block(nn.Module):
     def _residual(self, hidden: torch.Tensor) -> torch.Tensor:
         return hidden.float() if self.residual_in_fp32 else hidden
 
+    def _normed(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self.norm(hidden.to(self.norm.weight.dtype))
+
     def forward(self, hidden, padding_mask=None, return_state=False):
-        out = self.mixer(self.norm(hidden), padding_mask, return_state)
+        out = self.mixer(self._normed(hidden), padding_mask, return_state)
         if return_state:
             return self._residual(hidden) + out[0], out[1]
         return self._residual(hidden) + out
 
     def step(self, hidden: torch.Tensor, state: LayerState) -> tuple[torch.Tensor, LayerState]:
-        out, state = self.mixer.step(self.norm(hidden), state)
+        out, state = self.mixer.step(self._normed(hidden), state)
         return self._residual(hidden) + out, state
 
 
@@ -113,8 +116,7 @@ class MambaBackbone(nn.Module):
 
     def empty_states(self, batch: int) -> list[LayerState]:
         """Decoding states before the first token, on the model's device."""
-        device = self.embedding.weight.device
-        return [layer.mixer.empty_state(batch, device=device) for layer in self.layers]
+        return [layer.mixer.empty_state(batch) for layer in self.layers]
 
     def set_scan_backend(self, name: str) -> None:
         """Pin every mixer to a registered scan backend, or "auto" (chosen per device)."""

@@ -115,11 +115,13 @@ class MambaMixer(nn.Module):
         conv_state = F.pad(conv_in, (max(self.d_conv - length, 0), 0))[..., -self.d_conv :]
         return out, LayerState(conv_state, ssm_state)
 
-    def empty_state(self, batch: int, device=None, dtype=torch.float32) -> LayerState:
-        """The state before the first token."""
+    def empty_state(self, batch: int) -> LayerState:
+        """The state before the first token: conv inputs in the weights' dtype, scan state in
+        float32 (as the scan computes)."""
+        weight = self.in_proj.weight
         return LayerState(
-            torch.zeros(batch, self.d_inner, self.d_conv, device=device, dtype=dtype),
-            torch.zeros(batch, self.d_inner, self.d_state, device=device, dtype=dtype),
+            weight.new_zeros(batch, self.d_inner, self.d_conv),
+            torch.zeros(batch, self.d_inner, self.d_state, device=weight.device),
         )
 
     def step(self, hidden: torch.Tensor, state: LayerState) -> tuple[torch.Tensor, LayerState]:
