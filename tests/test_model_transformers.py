@@ -112,3 +112,17 @@ def test_save_pretrained_round_trip(tmp_path):
     state = {k.replace("backbone.embedding.", "backbone.embeddings."): v for k, v in state.items()}
     missing, unexpected = reference.load_state_dict(state, strict=False)
     assert unexpected == [] and set(missing) <= {"lm_head.weight"}
+
+
+def test_bare_transformers_backbone_loads(tmp_path):
+    """A MambaModel checkpoint (no backbone. prefix, no head) gives the same hidden states."""
+    config = transformers.MambaConfig(
+        vocab_size=40, hidden_size=16, state_size=4, num_hidden_layers=2, time_step_rank=2
+    )
+    reference = randomise_(transformers.MambaModel(config)).eval()
+    reference.save_pretrained(tmp_path / "bare")
+    ours = MambaLM.from_pretrained(tmp_path / "bare").eval()
+    ids = torch.randint(0, 40, (2, 6))
+    with torch.no_grad():
+        expected = reference(ids, use_cache=False).last_hidden_state
+        torch.testing.assert_close(ours.backbone(ids), expected, rtol=1e-4, atol=1e-4)
