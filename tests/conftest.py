@@ -1,11 +1,15 @@
-"""Shared test setup: mamba_ssm is made un-importable (transformers 5 binds to it on import,
-with no device check), and every test starts from the same seed."""
+"""Shared test setup: Triton kernels run in Triton's interpreter on machines without CUDA (set
+before triton is imported), mamba_ssm is made un-importable (transformers 5 binds to it on
+import, with no device check), and every test starts from the same seed."""
 
+import os
 import sys
 
 import pytest
 import torch
 
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 sys.modules.setdefault("mamba_ssm", None)  # `import mamba_ssm` now raises ImportError
 
 

@@ -45,11 +45,13 @@ def selective_scan_reference(
     delta_bias: torch.Tensor | None = None,
     delta_softplus: bool = False,
     return_last_state: bool = False,
+    alive: torch.Tensor | None = None,
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """h_t = exp(delta_t A) h_{t-1} + delta_t B_t u_t;  y_t = C_t h_t + D u_t;  y *= silu(z).
 
-    Shapes: u, delta, z (batch, d_inner, L); A (d_inner, N); B, C (batch, N, L); D, delta_bias
-    (d_inner). Computes in float32 (float64 stays float64) and returns u's dtype.
+    Shapes: u, delta, z (batch, d_inner, L); A (d_inner, N); B, C (batch, N, L); D, delta_bias,
+    alive (d_inner). Computes in float32 (float64 stays float64) and returns u's dtype. Dead
+    channels (alive false) are computed, then zeroed: this backend defines, not exploits, them.
     """
     compute = _compute_dtype(u.dtype)
     uc, A, B, C = u.to(compute), A.to(compute), B.to(compute), C.to(compute)
@@ -59,7 +61,11 @@ def selective_scan_reference(
     for t in range(u.shape[2]):
         state, y_t = _recur(state, uc[:, :, t], delta[:, :, t], A, B[:, :, t], C[:, :, t])
         outputs.append(y_t)
-    y = _skip_and_gate(torch.stack(outputs, dim=-1), uc, D, z).to(u.dtype)
+    y = _skip_and_gate(torch.stack(outputs, dim=-1), uc, D, z)
+    if alive is not None:
+        keep = alive.to(torch.bool)[:, None]
+        y, state = torch.where(keep, y, 0.0), torch.where(keep, state, 0.0)
+    y = y.to(u.dtype)
     return (y, state) if return_last_state else y
 
 

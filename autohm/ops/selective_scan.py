@@ -71,7 +71,7 @@ def resolve_backend(name: str, device: torch.device | str) -> ScanBackend:
     return backend
 
 
-def _check_shapes(u, delta, A, B, C, D, z, delta_bias) -> None:
+def _check_shapes(u, delta, A, B, C, D, z, delta_bias, alive) -> None:
     if u.dim() != 3:
         raise ValueError(f"u must be (batch, d_inner, L), got shape {tuple(u.shape)}")
     batch, d_inner, length = u.shape
@@ -83,6 +83,7 @@ def _check_shapes(u, delta, A, B, C, D, z, delta_bias) -> None:
         "D": (D, (d_inner,)),
         "z": (z, (batch, d_inner, length)),
         "delta_bias": (delta_bias, (d_inner,)),
+        "alive": (alive, (d_inner,)),
     }
     for name, (tensor, shape) in expected.items():
         if tensor is not None and tuple(tensor.shape) != shape:
@@ -104,16 +105,21 @@ def selective_scan(
     delta_softplus: bool = False,
     return_last_state: bool = False,
     backend: str = "auto",
+    alive: torch.Tensor | None = None,
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """The Mamba v1 selective scan with mamba_ssm's selective_scan_fn semantics.
 
     u, delta, z: (batch, d_inner, L); A: (d_inner, N); B, C: (batch, N, L); D, delta_bias:
     (d_inner). Returns y (batch, d_inner, L), and the last state (batch, d_inner, N) when
-    `return_last_state`. `backend` names a registered backend or "auto".
+    `return_last_state`. `backend` names a registered backend or "auto". `alive` (d_inner,
+    bool): channels marked dead give exactly zero outputs, states and gradients; the fast
+    backends skip them (whole blocks of dead channels are never loaded).
     """
-    _check_shapes(u, delta, A, B, C, D, z, delta_bias)
+    _check_shapes(u, delta, A, B, C, D, z, delta_bias, alive)
     impl = resolve_backend(backend, u.device)
-    return impl.scan(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state)
+    return impl.scan(
+        u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state, alive
+    )
 
 
 def selective_state_update(
