@@ -22,3 +22,42 @@ def randomise_(model: torch.nn.Module, scale: float = 0.3) -> torch.nn.Module:
         else:
             param.copy_(scale * torch.randn_like(param))
     return model
+
+
+def scan_inputs(batch, d_inner, length, d_state, dtype=torch.float32, seed=0, grad=True):
+    """Random selective-scan inputs with every optional argument present."""
+    g = torch.Generator().manual_seed(seed)
+
+    def r(*shape, scale=1.0):
+        return (torch.randn(*shape, generator=g, dtype=torch.float64) * scale).to(dtype)
+
+    inputs = dict(
+        u=r(batch, d_inner, length),
+        delta=r(batch, d_inner, length, scale=0.5),
+        A=-(torch.rand(d_inner, d_state, generator=g, dtype=torch.float64) * 2 + 0.1).to(dtype),
+        B=r(batch, d_state, length),
+        C=r(batch, d_state, length),
+        D=r(d_inner),
+        z=r(batch, d_inner, length),
+        delta_bias=r(d_inner, scale=0.3),
+    )
+    return {k: v.requires_grad_(grad) for k, v in inputs.items()}
+
+
+def scan_with_grads(scan, inputs, seed=1, **options):
+    """Outputs, last state and the gradients of a random projection of both."""
+    y, last = scan(**inputs, return_last_state=True, **options)
+    g = torch.Generator().manual_seed(seed)
+    grad_y = torch.randn(y.shape, generator=g, dtype=torch.float64).to(y.dtype)
+    grad_last = torch.randn(last.shape, generator=g, dtype=torch.float64).to(last.dtype)
+    loss = (y * grad_y).sum() + (last * grad_last).sum()
+    grads = torch.autograd.grad(loss, list(inputs.values()), allow_unused=True)
+    return y, last, dict(zip(inputs, grads, strict=True))
+
+
+def assert_close_relative(actual, expected, rtol, name=""):
+    """max |actual - expected| <= rtol * max |expected| (elementwise relative error is
+    meaningless where the expected value crosses zero)."""
+    scale = expected.abs().max().item() or 1.0
+    error = (actual.double() - expected.double()).abs().max().item()
+    assert error <= rtol * scale, f"{name}: max error {error:.3e} > {rtol:.0e} * {scale:.3e}"

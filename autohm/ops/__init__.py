@@ -1,5 +1,6 @@
 """Functional math without module state: the selective scan and its backends."""
 
+from autohm.ops.scan_cpu import selective_scan_cpu
 from autohm.ops.scan_reference import (
     selective_scan_reference,
     selective_state_update_reference,
@@ -23,6 +24,15 @@ register_backend(
         priority=0,
     )
 )
+register_backend(
+    ScanBackend(
+        name="cpu",
+        scan=selective_scan_cpu,
+        step=selective_state_update_reference,  # one step is small: plain torch is enough
+        supports=lambda device: device.type == "cpu",
+        priority=20,
+    )
+)
 
 __all__ = [
     "ScanBackend",
@@ -31,6 +41,7 @@ __all__ = [
     "register_backend",
     "resolve_backend",
     "selective_scan",
+    "selective_scan_cpu",
     "selective_scan_reference",
     "selective_state_update",
     "selective_state_update_reference",

@@ -1,98 +1,90 @@
-"""backend="cpu": the fused selective scan on CPU tensors (numba kernels in scan_cpu_kernels),
-with a custom autograd backward. Float32 and float64; other dtypes compute in float32."""
+"""backend="cpu": the fused selective scan on CPU tensors — numba kernels (scan_cpu_kernels)
+under a custom autograd Function. Float32 and float64; other dtypes compute in float32."""
 
 from __future__ import annotations
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from autohm.ops import scan_cpu_kernels as kernels
-from autohm.ops.scan_reference import selective_state_update_reference
+from autohm.ops.scan_reference import _compute_dtype
 
 
-def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
-    return torch.float64 if dtype == torch.float64 else torch.float32
+def _numpy(tensor: torch.Tensor) -> np.ndarray:
+    return tensor.detach().contiguous().numpy()
 
 
-def _arrays(u, delta, A, B, C, D, z, delta_bias, alive):
-    """Contiguous numpy views in the compute dtype, B and C time-major, defaults filled in."""
-    dtype = _compute_dtype(u.dtype)
-    d_inner = u.shape[1]
-
-    def arr(t):
-        return t.detach().to(dtype).contiguous().numpy()
-
-    zeros = torch.zeros(d_inner, dtype=dtype)
-    return dict(
-        u=arr(u),
-        delta=arr(delta),
-        A=arr(A),
-        B=arr(B.transpose(1, 2)),
-        C=arr(C.transpose(1, 2)),
-        D=arr(D if D is not None else zeros),
-        z=arr(z) if z is not None else np.zeros((1, 1, 1), dtype=arr(zeros).dtype),
-        bias=arr(delta_bias if delta_bias is not None else zeros),
-        alive=(
-            np.ones(d_inner, dtype=np.bool_)
-            if alive is None
-            else alive.detach().to(torch.bool).contiguous().numpy()
-        ),
-    )
+def _block_alive(alive: torch.Tensor, d_inner: int) -> torch.Tensor:
+    """One flag per kernel block of channels: true when any channel in it is alive."""
+    n_blocks = -(-d_inner // kernels.BLOCK)
+    padded = F.pad(alive, (0, n_blocks * kernels.BLOCK - d_inner))
+    return padded.view(n_blocks, kernels.BLOCK).any(dim=1)
 
 
 class _SelectiveScanCPU(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, u, delta, A, B, C, D, z, delta_bias, alive, softplus):
-        a = _arrays(u, delta, A, B, C, D, z, delta_bias, alive)
-        out = np.zeros_like(a["u"])
-        last = np.zeros((u.shape[0], u.shape[1], A.shape[1]), dtype=a["u"].dtype)
-        kernels.scan_forward(**a, softplus=softplus, has_z=z is not None, out=out, last=last)
-        ctx.save_for_backward(u, delta, A, B, C, D, z, delta_bias, alive)
+    def forward(ctx, u, delta, A, B, C, D, z, bias, alive, softplus):
+        n_batch, d_inner, length = u.shape
+        n_state = A.shape[1]
+        alive_block = _block_alive(alive, d_inner)
+        out = np.zeros((n_batch, d_inner, length), dtype=_numpy(u).dtype)
+        last = np.zeros((n_batch, d_inner, n_state), dtype=out.dtype)
+        checkpoints = np.zeros(
+            (n_batch, -(-length // kernels.CHUNK), n_state, d_inner), dtype=out.dtype
+        )
+        inputs = (u, delta, A, B, C, D, z, bias, alive, alive_block)
+        kernels.scan_forward(
+            *map(_numpy, inputs), softplus, z.shape[-1] > 0, out, last, checkpoints
+        )
+        ctx.save_for_backward(*inputs, torch.from_numpy(checkpoints))
         ctx.softplus = softplus
-        return torch.from_numpy(out).to(u.dtype), torch.from_numpy(last)
+        return torch.from_numpy(out), torch.from_numpy(last)
 
     @staticmethod
     def backward(ctx, grad_out, grad_last):
-        u, delta, A, B, C, D, z, delta_bias, alive = ctx.saved_tensors
-        a = _arrays(u, delta, A, B, C, D, z, delta_bias, alive)
-        dtype = a["u"].dtype
-        n_batch, n_chan, length = u.shape
-        n_state = A.shape[1]
-        n_chunks = kernels.default_chunks(n_batch, n_chan)
-        grads = dict(
-            du=np.zeros_like(a["u"]),
-            ddelta=np.zeros_like(a["u"]),
-            dz=np.zeros_like(a["u"]) if z is not None else np.zeros((1, 1, 1), dtype),
-            dA_part=np.zeros((n_batch, n_chan, n_state), dtype),
-            dB_part=np.zeros((n_chunks, n_batch, length, n_state), dtype),
-            dC_part=np.zeros((n_chunks, n_batch, length, n_state), dtype),
-            dD_part=np.zeros((n_batch, n_chan), dtype),
-            dbias_part=np.zeros((n_batch, n_chan), dtype),
-        )
-        g_out = grad_out.to(_compute_dtype(u.dtype)).contiguous().numpy()
-        g_last = (
-            np.zeros((n_batch, n_chan, n_state), dtype)
-            if grad_last is None
-            else grad_last.to(_compute_dtype(u.dtype)).contiguous().numpy()
-        )
+        u, delta, A, B, C, D, z, bias, alive, alive_block, checkpoints = ctx.saved_tensors
+        n_batch, d_inner, length = u.shape
+        n_state, n_blocks = A.shape[1], alive_block.shape[0]
+        has_z = z.shape[-1] > 0
+        dtype = _numpy(u).dtype
+        du, ddelta = np.zeros(u.shape, dtype), np.zeros(u.shape, dtype)
+        dz = np.zeros(z.shape, dtype)
+        dA_part = np.zeros((n_batch, d_inner, n_state), dtype)
+        dB_part = np.zeros((n_blocks, n_batch, n_state, length), dtype)
+        dC_part = np.zeros((n_blocks, n_batch, n_state, length), dtype)
+        dD_part = np.zeros((n_batch, d_inner), dtype)
+        dbias_part = np.zeros((n_batch, d_inner), dtype)
+        if grad_last is None:
+            grad_last = torch.zeros(n_batch, d_inner, n_state, dtype=u.dtype)
         kernels.scan_backward(
-            **a, softplus=ctx.softplus, has_z=z is not None, grad_out=g_out, grad_last=g_last,
-            n_chunks=n_chunks, **grads,
+            *map(_numpy, (u, delta, A, B, C, D, z, bias, alive, alive_block)),
+            ctx.softplus,
+            has_z,
+            _numpy(checkpoints),
+            _numpy(grad_out.to(u.dtype)),
+            _numpy(grad_last.to(u.dtype)),
+            du,
+            ddelta,
+            dz,
+            dA_part,
+            dB_part,
+            dC_part,
+            dD_part,
+            dbias_part,
         )
-        g = {k: torch.from_numpy(v) for k, v in grads.items()}
-
-        def like(tensor, grad):
-            return None if tensor is None else grad.to(tensor.dtype)
-
+        grads = [
+            du,
+            ddelta,
+            dA_part.sum(0),
+            dB_part.sum(0),
+            dC_part.sum(0),
+            dD_part.sum(0),
+            dz if has_z else None,
+            dbias_part.sum(0),
+        ]
         return (
-            like(u, g["du"]),
-            like(delta, g["ddelta"]),
-            like(A, g["dA_part"].sum(0)),
-            like(B, g["dB_part"].sum(0).transpose(1, 2)),
-            like(C, g["dC_part"].sum(0).transpose(1, 2)),
-            like(D, g["dD_part"].sum(0)),
-            like(z, g["dz"]),
-            like(delta_bias, g["dbias_part"].sum(0)),
+            *(None if g is None else torch.from_numpy(np.ascontiguousarray(g)) for g in grads),
             None,
             None,
         )
@@ -111,10 +103,22 @@ def selective_scan_cpu(
     return_last_state: bool = False,
     alive: torch.Tensor | None = None,
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-    """The fused CPU scan; same contract as selective_scan_reference. `alive` (d_inner, bool):
-    dead channels are skipped and their outputs and gradients are exactly zero."""
-    y, last = _SelectiveScanCPU.apply(u, delta, A, B, C, D, z, delta_bias, alive, delta_softplus)
+    """The fused CPU scan, with selective_scan_reference's contract. Blocks of dead channels
+    (alive false) are skipped; dead channels' outputs, states and gradients are exactly 0."""
+    compute = _compute_dtype(u.dtype)
+    d_inner = u.shape[1]
+    zeros = u.new_zeros(d_inner, dtype=compute)
+    y, last = _SelectiveScanCPU.apply(
+        u.to(compute),
+        delta.to(compute),
+        A.to(compute),
+        B.to(compute),
+        C.to(compute),
+        zeros if D is None else D.to(compute),
+        u.new_zeros(0, 0, 0, dtype=compute) if z is None else z.to(compute),
+        zeros if delta_bias is None else delta_bias.to(compute),
+        torch.ones(d_inner, dtype=torch.bool) if alive is None else alive.to(torch.bool),
+        delta_softplus,
+    )
+    y = y.to(u.dtype)
     return (y, last) if return_last_state else y
-
-
-selective_state_update_cpu = selective_state_update_reference

@@ -1,10 +1,14 @@
-"""Numba kernels of the fused CPU selective scan: parallel over (batch, channel), sequential over
-time, the state of one channel (d_state values) kept in a small local array.
+"""Numba kernels of the fused CPU selective scan (forward and backward, everything fused:
+delta_bias and softplus, the recurrence, the D skip, the SiLU(z) gate, dead channels).
 
-Nothing of size (batch, d_inner, L, d_state) is ever allocated: the backward pass recomputes one
-channel's states into a per-thread (L, d_state) scratch, then runs the reverse recurrence.
-Layout: u, delta, z (batch, d_inner, L); A (d_inner, N); B, C (batch, L, N) — time-major, so
-the N values of one step are contiguous and the inner loops vectorise.
+Work is split into jobs of (batch row, block of BLOCK channels), run in parallel; inside a job
+time runs sequentially, CHUNK steps at a time. Each chunk is copied (transposed) into small
+time-major tiles, so the innermost loops run over the block's contiguous channels and compile
+to SIMD code; exp and log1p are polynomials the compiler can vectorise (libm's cannot be).
+
+Nothing of size (batch, d_inner, L, N) is allocated: the forward keeps one (N, BLOCK) state per
+job and saves it at the start of every chunk; the backward recomputes one chunk at a time from
+those checkpoints into a (CHUNK + 1, N, BLOCK) scratch, then runs the reverse recurrence.
 """
 
 from __future__ import annotations
@@ -13,120 +17,302 @@ import math
 
 import numba
 import numpy as np
-from numba import prange
+from numba import prange, types
+from numba.extending import intrinsic, overload
 
-_JIT = dict(parallel=True, fastmath=True, cache=True, nogil=True)
+BLOCK = 64  # channels per job: two AVX-512 / four AVX2 float32 vectors
+CHUNK = 16  # time steps per tile and between saved states
+
+_JIT = dict(parallel=True, fastmath=True, cache=True, nogil=True, error_model="numpy")
+_INLINE = dict(fastmath=True, error_model="numpy")
 
 
-@numba.njit(inline="always", fastmath=True)
-def _step_size(raw, softplus):
-    """softplus(raw) with torch's threshold of 20, or raw."""
-    if softplus and raw <= 20.0:
-        return math.log1p(math.exp(raw))
-    return raw
+@intrinsic
+def _int32_bits_as_float32(typingctx, bits):
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], context.get_value_type(types.float32))
+
+    return types.float32(types.int32), codegen
+
+
+@numba.njit(fastmath=True, error_model="numpy")
+def _exp_float32(x):
+    """expf by range reduction and Cephes' polynomial (relative error < 1e-7); 0 below -87."""
+    xc = min(max(x, np.float32(-87.0)), np.float32(88.0))
+    k = np.floor(xc * np.float32(1.4426950408889634) + np.float32(0.5))
+    r = xc - k * np.float32(0.693359375) + k * np.float32(2.12194440e-4)
+    p = np.float32(1.9875691500e-4)
+    p = p * r + np.float32(1.3981999507e-3)
+    p = p * r + np.float32(8.3334519073e-3)
+    p = p * r + np.float32(4.1665795894e-2)
+    p = p * r + np.float32(1.6666665459e-1)
+    p = p * r + np.float32(5.0000001201e-1)
+    p = p * r * r + r + np.float32(1.0)
+    scale = _int32_bits_as_float32(np.int32((np.int32(k) + np.int32(127)) << np.int32(23)))
+    return p * scale if x > np.float32(-87.0) else np.float32(0.0)
+
+
+@numba.njit(fastmath=True, error_model="numpy")
+def _log1p_unit_float32(e):
+    """log(1 + e) for e in [0, 1]: 2 atanh(s), s = e / (2 + e) <= 1/3, odd series to s^13."""
+    s = e / (np.float32(2.0) + e)
+    s2 = s * s
+    p = np.float32(1.0 / 13.0)
+    p = p * s2 + np.float32(1.0 / 11.0)
+    p = p * s2 + np.float32(1.0 / 9.0)
+    p = p * s2 + np.float32(1.0 / 7.0)
+    p = p * s2 + np.float32(1.0 / 5.0)
+    p = p * s2 + np.float32(1.0 / 3.0)
+    p = p * s2 + np.float32(1.0)
+    return np.float32(2.0) * s * p
+
+
+def fast_exp(x):
+    """exp in the kernels: the vectorisable polynomial for float32, libm's for float64."""
+    return math.exp(x)
+
+
+def log1p_unit(e):
+    """log(1 + e) for e in [0, 1] in the kernels: a series for float32, libm's for float64."""
+    return math.log1p(e)
+
+
+@overload(fast_exp, fastmath=True, error_model="numpy")
+def _fast_exp_typed(x):
+    if x == types.float32:
+        return lambda x: _exp_float32(x)
+    return lambda x: math.exp(x)
+
+
+@overload(log1p_unit, fastmath=True, error_model="numpy")
+def _log1p_unit_typed(e):
+    if e == types.float32:
+        return lambda e: _log1p_unit_float32(e)
+    return lambda e: math.log1p(e)
+
+
+@numba.njit(fastmath=True, error_model="numpy")
+def _softplus(x):
+    """log(1 + e^x) = max(x, 0) + log1p(e^-|x|), stable everywhere and branch-free. (torch
+    returns x itself above 20; the two differ by less than 2.1e-9 there.)"""
+    return max(x, np.float32(0.0)) + log1p_unit(fast_exp(-abs(x)))
+
+
+@numba.njit(fastmath=True, error_model="numpy")
+def _sigmoid(x):
+    # float32 literals keep float32 math in float32 and widen exactly in float64
+    return np.float32(1.0) / (np.float32(1.0) + fast_exp(-x))
+
+
+@numba.njit(**_INLINE)
+def _tile(dtype):
+    """A (CHUNK, BLOCK) time-major scratch tile."""
+    return np.zeros((CHUNK, BLOCK), dtype)
+
+
+@numba.njit(**_INLINE)
+def _load(src, b, d0, w, t0, span, tile):
+    """tile[i, c] = src[b, d0 + c, t0 + i]: a (channel, time) slab made time-major."""
+    for c in range(w):
+        for i in range(span):
+            tile[i, c] = src[b, d0 + c, t0 + i]
+
+
+@numba.njit(**_INLINE)
+def _store(tile, b, d0, w, t0, span, dst):
+    for c in range(w):
+        for i in range(span):
+            dst[b, d0 + c, t0 + i] = tile[i, c]
+
+
+@numba.njit(**_INLINE)
+def _block_params(A, D, bias, alive, d0, w, dtype):
+    """The block's A (transposed to (N, BLOCK)), D, delta_bias and alive flags; padding lanes
+    stay zero, which makes them inert (zero step, zero input, zero gradient)."""
+    a = np.zeros((A.shape[1], BLOCK), dtype)
+    d_skip, bias_tile, keep = np.zeros(BLOCK, dtype), np.zeros(BLOCK, dtype), np.zeros(BLOCK, dtype)
+    for c in range(w):
+        for n in range(A.shape[1]):
+            a[n, c] = A[d0 + c, n]
+        d_skip[c] = D[d0 + c]
+        bias_tile[c] = bias[d0 + c]
+        keep[c] = 1 if alive[d0 + c] else 0
+    return a, d_skip, bias_tile, keep
+
+
+@numba.njit(**_INLINE)
+def _prepare_chunk(u, delta, z, b, d0, w, t0, span, bias_tile, softplus, has_z, x, raw, step, zt):
+    """Load one chunk of u, delta (+ bias) and z; step = softplus(raw) or raw."""
+    _load(u, b, d0, w, t0, span, x)
+    _load(delta, b, d0, w, t0, span, raw)
+    if has_z:
+        _load(z, b, d0, w, t0, span, zt)
+    for i in range(span):
+        for c in range(BLOCK):
+            raw[i, c] += bias_tile[c]
+    if softplus:
+        for i in range(span):
+            for c in range(BLOCK):
+                step[i, c] = _softplus(raw[i, c])
+    else:
+        step[:span] = raw[:span]
 
 
 @numba.njit(**_JIT)
-def scan_forward(u, delta, A, B, C, D, z, bias, alive, softplus, has_z, out, last):
-    """Fill out (batch, d_inner, L) and last (batch, d_inner, N), both zero-initialised; dead
-    channels (alive false) are skipped and stay zero."""
+def scan_forward(
+    u, delta, A, B, C, D, z, bias, alive, alive_block, softplus, has_z, out, last, checkpoints
+):
+    """out = (C . h + D u) * silu(z), h_t = exp(dt_t A) h_{t-1} + dt_t B_t u_t, dt = softplus(
+    delta + bias). u, delta, z, out: (batch, d, L); A: (d, N); B, C: (batch, N, L); D, bias,
+    alive: (d,); alive_block: (n_blocks,); last: (batch, d, N); checkpoints: (batch, n_chunks,
+    N, d), the state before each chunk. Outputs are zero-initialised; dead blocks are skipped."""
     n_batch, n_chan, length = u.shape
     n_state = A.shape[1]
-    for job in prange(n_batch * n_chan):
-        b, d = job // n_chan, job % n_chan
-        if not alive[d]:
-            continue  # out and last are zero-initialised
-        h = np.zeros(n_state, dtype=last.dtype)
-        for t in range(length):
-            dt = _step_size(delta[b, d, t] + bias[d], softplus)
-            ut = u[b, d, t]
-            drive = dt * ut
-            y = 0.0
+    n_blocks = alive_block.shape[0]
+    dtype = out.dtype
+    for job in prange(n_batch * n_blocks):
+        b, block = job // n_blocks, job % n_blocks
+        if not alive_block[block]:
+            continue
+        d0 = block * BLOCK
+        w = min(BLOCK, n_chan - d0)
+        a, d_skip, bias_tile, keep = _block_params(A, D, bias, alive, d0, w, dtype)
+        h = np.zeros((n_state, BLOCK), dtype)
+        x, raw, step = _tile(dtype), _tile(dtype), _tile(dtype)
+        zt, y = _tile(dtype), _tile(dtype)
+        for t0 in range(0, length, CHUNK):
+            span = min(CHUNK, length - t0)
+            checkpoints[b, t0 // CHUNK, :, d0 : d0 + w] = h[:, :w]
+            _prepare_chunk(
+                u, delta, z, b, d0, w, t0, span, bias_tile, softplus, has_z, x, raw, step, zt
+            )
+            for i in range(span):
+                for c in range(BLOCK):
+                    y[i, c] = d_skip[c] * x[i, c]
+                for n in range(n_state):
+                    b_tn, c_tn = B[b, n, t0 + i], C[b, n, t0 + i]
+                    for c in range(BLOCK):
+                        h_new = (
+                            fast_exp(step[i, c] * a[n, c]) * h[n, c] + step[i, c] * x[i, c] * b_tn
+                        )
+                        h[n, c] = h_new
+                        y[i, c] += h_new * c_tn
+                for c in range(BLOCK):
+                    if has_z:
+                        y[i, c] *= zt[i, c] * _sigmoid(zt[i, c])
+                    y[i, c] = y[i, c] if keep[c] != 0 else 0
+            _store(y, b, d0, w, t0, span, out)
+        for c in range(w):
             for n in range(n_state):
-                h[n] = math.exp(dt * A[d, n]) * h[n] + drive * B[b, t, n]
-                y += h[n] * C[b, t, n]
-            y += D[d] * ut
-            if has_z:
-                zt = z[b, d, t]
-                y *= zt / (1.0 + math.exp(-zt))
-            out[b, d, t] = y
-        last[b, d, :] = h
+                last[b, d0 + c, n] = h[n, c] * keep[c]
 
 
 @numba.njit(**_JIT)
 def scan_backward(
-    u, delta, A, B, C, D, z, bias, alive, softplus, has_z, grad_out, grad_last, n_chunks,
-    du, ddelta, dz, dA_part, dB_part, dC_part, dD_part, dbias_part,
+    u,
+    delta,
+    A,
+    B,
+    C,
+    D,
+    z,
+    bias,
+    alive,
+    alive_block,
+    softplus,
+    has_z,
+    checkpoints,
+    grad_out,
+    grad_last,
+    du,
+    ddelta,
+    dz,
+    dA_part,
+    dB_part,
+    dC_part,
+    dD_part,
+    dbias_part,
 ):
-    """Gradients of every input. Reductions over channels (dB, dC) go to per-chunk partial sums
-    (chunk, batch, L, N); over the batch (dA, dD, dbias) to per-batch partials (batch, ...)."""
+    """Gradients of scan_forward. du, ddelta, dz: (batch, d, L); reductions go to partial sums
+    the caller adds up: dA_part (batch, d, N), dD_part and dbias_part (batch, d) over the batch;
+    dB_part, dC_part (n_blocks, batch, N, L) over channel blocks. All zero-initialised."""
     n_batch, n_chan, length = u.shape
     n_state = A.shape[1]
-    per_chunk = (n_chan + n_chunks - 1) // n_chunks
-    for job in prange(n_batch * n_chunks):
-        b, chunk = job // n_chunks, job % n_chunks
-        states = np.empty((length, n_state), dtype=dA_part.dtype)
-        decays = np.empty((length, n_state), dtype=dA_part.dtype)
-        steps = np.empty(length, dtype=dA_part.dtype)
-        y_pre = np.empty(length, dtype=dA_part.dtype)
-        gh = np.empty(n_state, dtype=dA_part.dtype)
-        for d in range(chunk * per_chunk, min(n_chan, (chunk + 1) * per_chunk)):
-            if not alive[d]:
-                continue  # every gradient buffer is zero-initialised
-            # forward again, keeping this channel's states, decays, step sizes and gate inputs
+    n_blocks = alive_block.shape[0]
+    dtype = du.dtype
+    for job in prange(n_batch * n_blocks):
+        b, block = job // n_blocks, job % n_blocks
+        if not alive_block[block]:
+            continue
+        d0 = block * BLOCK
+        w = min(BLOCK, n_chan - d0)
+        a, d_skip, bias_tile, keep = _block_params(A, D, bias, alive, d0, w, dtype)
+        gh, ga = np.zeros((n_state, BLOCK), dtype), np.zeros((n_state, BLOCK), dtype)
+        x, raw, step, zt = _tile(dtype), _tile(dtype), _tile(dtype), _tile(dtype)
+        g, gu, gstep, gz = _tile(dtype), _tile(dtype), _tile(dtype), _tile(dtype)
+        states = np.zeros((CHUNK + 1, n_state, BLOCK), dtype)
+        decays = np.zeros((CHUNK, n_state, BLOCK), dtype)
+        g_skip, g_bias = np.zeros(BLOCK, dtype), np.zeros(BLOCK, dtype)
+        y_pre = np.zeros(BLOCK, dtype)
+        zero = y_pre[0]  # a zero of the compute dtype, for the accumulators
+        for c in range(w):
             for n in range(n_state):
-                gh[n] = 0.0
-            for t in range(length):
-                dt = _step_size(delta[b, d, t] + bias[d], softplus)
-                steps[t] = dt
-                drive = dt * u[b, d, t]
-                y = 0.0
+                gh[n, c] = grad_last[b, d0 + c, n] * keep[c]
+        for t0 in range((length - 1) // CHUNK * CHUNK, -1, -CHUNK):
+            span = min(CHUNK, length - t0)
+            _prepare_chunk(
+                u, delta, z, b, d0, w, t0, span, bias_tile, softplus, has_z, x, raw, step, zt
+            )
+            _load(grad_out, b, d0, w, t0, span, g)
+            states[0, :, :w] = checkpoints[b, t0 // CHUNK, :, d0 : d0 + w]
+            for i in range(span):  # recompute the chunk; gate gradients need y before the gate
+                y_pre[:] = 0
                 for n in range(n_state):
-                    decay = math.exp(dt * A[d, n])
-                    gh[n] = decay * gh[n] + drive * B[b, t, n]
-                    decays[t, n] = decay
-                    states[t, n] = gh[n]
-                    y += gh[n] * C[b, t, n]
-                y_pre[t] = y + D[d] * u[b, d, t]
-            # reverse: gh holds dL/dh_t, accumulated from the future through the decays
-            for n in range(n_state):
-                gh[n] = grad_last[b, d, n]
-            grad_D = 0.0
-            grad_bias = 0.0
-            for t in range(length - 1, -1, -1):
-                g = grad_out[b, d, t]
-                ut = u[b, d, t]
-                dt = steps[t]
-                if has_z:
-                    zt = z[b, d, t]
-                    sig = 1.0 / (1.0 + math.exp(-zt))
-                    dz[b, d, t] = g * y_pre[t] * sig * (1.0 + zt * (1.0 - sig))
-                    g = g * zt * sig
-                grad_D += g * ut
-                grad_u = g * D[d]
-                grad_dt = 0.0
+                    b_tn, c_tn = B[b, n, t0 + i], C[b, n, t0 + i]
+                    for c in range(BLOCK):
+                        decay = fast_exp(step[i, c] * a[n, c])
+                        decays[i, n, c] = decay
+                        h_new = decay * states[i, n, c] + step[i, c] * x[i, c] * b_tn
+                        states[i + 1, n, c] = h_new
+                        y_pre[c] += h_new * c_tn
+                for c in range(BLOCK):
+                    g[i, c] *= keep[c]
+                    if has_z:
+                        sig = _sigmoid(zt[i, c])
+                        y_pre[c] += d_skip[c] * x[i, c]
+                        gz[i, c] = g[i, c] * y_pre[c] * sig * (1 + zt[i, c] * (1 - sig))
+                        g[i, c] *= zt[i, c] * sig  # now dL/dy before the gate
+                    g_skip[c] += g[i, c] * x[i, c]
+                    gu[i, c] = g[i, c] * d_skip[c]
+                    gstep[i, c] = 0
+            for i in range(span - 1, -1, -1):
+                t = t0 + i
                 for n in range(n_state):
-                    gh[n] += g * C[b, t, n]
-                    dC_part[chunk, b, t, n] += g * states[t, n]
-                    h_prev = states[t - 1, n] if t > 0 else 0.0
-                    grad_decay = gh[n] * decays[t, n] * h_prev  # d/d(dt*A) of exp(dt*A) h_prev
-                    grad_dt += grad_decay * A[d, n] + gh[n] * B[b, t, n] * ut
-                    dA_part[b, d, n] += grad_decay * dt
-                    dB_part[chunk, b, t, n] += gh[n] * dt * ut
-                    grad_u += gh[n] * dt * B[b, t, n]
-                    gh[n] *= decays[t, n]
+                    b_tn, c_tn = B[b, n, t], C[b, n, t]
+                    acc_b = zero
+                    acc_c = zero
+                    for c in range(BLOCK):
+                        gh_t = gh[n, c] + g[i, c] * c_tn  # dL/dh_t
+                        acc_c += g[i, c] * states[i + 1, n, c]
+                        g_decay = gh_t * decays[i, n, c] * states[i, n, c]
+                        gstep[i, c] += g_decay * a[n, c] + gh_t * b_tn * x[i, c]
+                        ga[n, c] += g_decay * step[i, c]
+                        acc_b += gh_t * step[i, c] * x[i, c]
+                        gu[i, c] += gh_t * step[i, c] * b_tn
+                        gh[n, c] = gh_t * decays[i, n, c]
+                    dB_part[block, b, n, t] = acc_b
+                    dC_part[block, b, n, t] = acc_c
                 if softplus:
-                    raw = delta[b, d, t] + bias[d]
-                    if raw <= 20.0:
-                        grad_dt *= 1.0 / (1.0 + math.exp(-raw))
-                du[b, d, t] = grad_u
-                ddelta[b, d, t] = grad_dt
-                grad_bias += grad_dt
-            dD_part[b, d] = grad_D
-            dbias_part[b, d] = grad_bias
-
-
-def default_chunks(n_batch: int, n_chan: int) -> int:
-    """Channel chunks per batch row for the backward: enough jobs to keep every thread busy."""
-    jobs_wanted = 2 * numba.get_num_threads()
-    return max(1, min(n_chan, -(-jobs_wanted // n_batch)))
+                    for c in range(BLOCK):
+                        gstep[i, c] *= _sigmoid(raw[i, c])
+                for c in range(BLOCK):
+                    g_bias[c] += gstep[i, c]
+            _store(gu, b, d0, w, t0, span, du)
+            _store(gstep, b, d0, w, t0, span, ddelta)
+            if has_z:
+                _store(gz, b, d0, w, t0, span, dz)
+        for c in range(w):
+            for n in range(n_state):
+                dA_part[b, d0 + c, n] = ga[n, c]
+            dD_part[b, d0 + c] = g_skip[c]
+            dbias_part[b, d0 + c] = g_bias[c]

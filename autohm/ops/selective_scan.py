@@ -117,9 +117,7 @@ def selective_scan(
     """
     _check_shapes(u, delta, A, B, C, D, z, delta_bias, alive)
     impl = resolve_backend(backend, u.device)
-    return impl.scan(
-        u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state, alive
-    )
+    return impl.scan(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state, alive)
 
 
 def selective_state_update(

@@ -1,0 +1,111 @@
+"""backend="cpu" (fused numba kernels) against the reference scan: outputs, last state and every
+gradient, across shapes that are not multiples of the kernel's block sizes."""
+
+import pytest
+import torch
+from helpers import assert_close_relative, randomise_, scan_inputs, scan_with_grads, tiny_config
+
+from autohm.model import MambaLM
+from autohm.ops import resolve_backend, selective_scan
+from autohm.ops import scan_cpu_kernels as kernels
+
+SHAPES = [  # (batch, d_inner, L, d_state): odd sizes, one and several blocks and chunks
+    (1, 1, 1, 1),
+    (2, 5, 7, 4),
+    (3, kernels.BLOCK + 3, 2 * kernels.CHUNK + 5, 16),
+    (2, 2 * kernels.BLOCK, kernels.CHUNK, 1),
+]
+OPTIONS = {
+    "all": dict(delta_softplus=True),
+    "bare": dict(drop=("D", "z", "delta_bias")),
+}
+
+
+def run_both(shape, dtype, drop=(), **options):
+    inputs = scan_inputs(*shape, dtype=dtype)
+    for name in drop:
+        del inputs[name]
+    if "delta_bias" not in inputs:
+        inputs["delta"] = inputs["delta"].detach().abs().requires_grad_()  # positive steps
+    got = scan_with_grads(selective_scan, inputs, backend="cpu", **options)
+    expected = scan_with_grads(selective_scan, inputs, backend="reference", **options)
+    return got, expected
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+@pytest.mark.parametrize("dtype,rtol", [(torch.float32, 1e-4), (torch.float64, 1e-10)])
+@pytest.mark.parametrize("variant", OPTIONS)
+def test_cpu_matches_reference(shape, dtype, rtol, variant):
+    (y, last, grads), (y_ref, last_ref, grads_ref) = run_both(shape, dtype, **OPTIONS[variant])
+    assert y.dtype == dtype
+    assert_close_relative(y, y_ref, rtol, "y")
+    assert_close_relative(last, last_ref, rtol, "last state")
+    for name, grad in grads.items():
+        assert_close_relative(grad, grads_ref[name], rtol, f"d{name}")
+
+
+def test_gradcheck_float64():
+    inputs = scan_inputs(1, 3, 4, 2, dtype=torch.float64)
+
+    def scan(*args):
+        return selective_scan(*args, delta_softplus=True, return_last_state=True, backend="cpu")
+
+    assert torch.autograd.gradcheck(scan, tuple(inputs.values()))
+
+
+def test_dead_channels_are_exact_zeros_and_dead_blocks_are_never_read():
+    d_inner = 3 * kernels.BLOCK
+    inputs = scan_inputs(2, d_inner, 11, 4)
+    alive = torch.ones(d_inner, dtype=torch.bool)
+    alive[kernels.BLOCK : 2 * kernels.BLOCK] = False  # one whole block dead
+    alive[3] = alive[2 * kernels.BLOCK + 7] = False  # and two single channels
+    with torch.no_grad():  # poison what a skipped block must never read
+        for name in ("u", "delta", "z"):
+            inputs[name][:, kernels.BLOCK : 2 * kernels.BLOCK] = float("nan")
+    y, last, grads = scan_with_grads(
+        selective_scan, inputs, backend="cpu", delta_softplus=True, alive=alive
+    )
+    dead = ~alive
+    assert torch.equal(y[:, dead], torch.zeros_like(y[:, dead]))
+    assert torch.equal(last[:, dead], torch.zeros_like(last[:, dead]))
+    for name in ("u", "delta", "z"):
+        assert torch.equal(grads[name][:, dead], torch.zeros_like(grads[name][:, dead]))
+    for name, grad in grads.items():
+        assert torch.isfinite(grad).all(), name
+    # alive channels are unchanged by the others' death
+    clean = scan_inputs(2, d_inner, 11, 4)
+    y_all = selective_scan(**clean, delta_softplus=True, backend="cpu")
+    y_some = selective_scan(**clean, delta_softplus=True, backend="cpu", alive=alive)
+    assert torch.equal(y_some[:, alive], y_all[:, alive])
+
+
+def test_half_precision_inputs_compute_in_float32():
+    inputs = scan_inputs(2, 6, 9, 4, dtype=torch.bfloat16, grad=False)
+    y = selective_scan(**inputs, delta_softplus=True, backend="cpu")
+    expected = selective_scan(**inputs, delta_softplus=True, backend="reference")
+    assert y.dtype == torch.bfloat16
+    torch.testing.assert_close(y, expected)
+
+
+def test_auto_picks_cpu_for_cpu_tensors():
+    assert resolve_backend("auto", "cpu").name == "cpu"
+
+
+def test_model_trains_with_backend_auto():
+    model = randomise_(MambaLM(tiny_config()), scale=0.1)
+    reference = MambaLM(tiny_config())
+    reference.load_state_dict(model.state_dict())
+    reference.set_scan_backend("reference")
+    ids = torch.randint(0, 37, (4, 12))
+    torch.testing.assert_close(model(ids), reference(ids), rtol=1e-4, atol=1e-4)
+
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    losses = []
+    for _ in range(30):
+        logits = model(ids)[:, :-1, :37]
+        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, 37), ids[:, 1:].flatten())
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.5 * losses[0]
