@@ -2,6 +2,7 @@
 
 import torch
 
+from autohm.bench.scan import random_scan_inputs
 from autohm.model import MambaConfig
 
 
@@ -26,22 +27,7 @@ def randomise_(model: torch.nn.Module, scale: float = 0.3) -> torch.nn.Module:
 
 def scan_inputs(batch, d_inner, length, d_state, dtype=torch.float32, seed=0, grad=True):
     """Random selective-scan inputs with every optional argument present."""
-    g = torch.Generator().manual_seed(seed)
-
-    def r(*shape, scale=1.0):
-        return (torch.randn(*shape, generator=g, dtype=torch.float64) * scale).to(dtype)
-
-    inputs = dict(
-        u=r(batch, d_inner, length),
-        delta=r(batch, d_inner, length, scale=0.5),
-        A=-(torch.rand(d_inner, d_state, generator=g, dtype=torch.float64) * 2 + 0.1).to(dtype),
-        B=r(batch, d_state, length),
-        C=r(batch, d_state, length),
-        D=r(d_inner),
-        z=r(batch, d_inner, length),
-        delta_bias=r(d_inner, scale=0.3),
-    )
-    return {k: v.requires_grad_(grad) for k, v in inputs.items()}
+    return random_scan_inputs((batch, d_inner, length, d_state), dtype, seed=seed, grad=grad)
 
 
 def scan_with_grads(scan, inputs, seed=1, **options):
