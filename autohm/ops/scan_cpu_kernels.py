@@ -20,7 +20,7 @@ import numpy as np
 from numba import prange, types
 from numba.extending import intrinsic, overload
 
-BLOCK = 64  # channels per job: two AVX-512 / four AVX2 float32 vectors
+BLOCK = 64  # channels per job: four AVX-512 / eight AVX2 float32 vectors
 CHUNK = 16  # time steps per tile and between saved states
 
 _JIT = dict(parallel=True, fastmath=True, cache=True, nogil=True, error_model="numpy")
@@ -119,10 +119,12 @@ def _load(src, b, d0, w, t0, span, tile):
 
 
 @numba.njit(**_INLINE)
-def _store(tile, b, d0, w, t0, span, dst):
+def _store(tile, keep, b, d0, w, t0, span, dst):
+    """dst[b, d0 + c, t0 + i] = tile[i, c] for the alive channels c (dst is zero-initialised)."""
     for c in range(w):
-        for i in range(span):
-            dst[b, d0 + c, t0 + i] = tile[i, c]
+        if keep[c] != 0:
+            for i in range(span):
+                dst[b, d0 + c, t0 + i] = tile[i, c]
 
 
 @numba.njit(**_INLINE)
@@ -141,21 +143,28 @@ def _block_params(A, D, bias, alive, d0, w, dtype):
 
 
 @numba.njit(**_INLINE)
-def _prepare_chunk(u, delta, z, b, d0, w, t0, span, bias_tile, softplus, has_z, x, raw, step, zt):
-    """Load one chunk of u, delta (+ bias) and z; step = softplus(raw) or raw."""
-    _load(u, b, d0, w, t0, span, x)
+def _load_raw_steps(delta, bias_tile, b, d0, w, t0, span, raw):
+    """raw = delta + delta_bias for one chunk, time-major."""
     _load(delta, b, d0, w, t0, span, raw)
-    if has_z:
-        _load(z, b, d0, w, t0, span, zt)
     for i in range(span):
         for c in range(BLOCK):
             raw[i, c] += bias_tile[c]
-    if softplus:
-        for i in range(span):
-            for c in range(BLOCK):
-                step[i, c] = _softplus(raw[i, c])
-    else:
-        step[:span] = raw[:span]
+
+
+@numba.njit(**_INLINE)
+def _softplus_tile(raw, span, step):
+    for i in range(span):
+        for c in range(BLOCK):
+            step[i, c] = _softplus(raw[i, c])
+
+
+@numba.njit(**_INLINE)
+def _gate(y, z, b, d0, w, t0, span, zt):
+    """y *= silu(z) over one chunk (z loaded into the tile zt)."""
+    _load(z, b, d0, w, t0, span, zt)
+    for i in range(span):
+        for c in range(BLOCK):
+            y[i, c] *= zt[i, c] * _sigmoid(zt[i, c])
 
 
 @numba.njit(**_JIT)
@@ -178,14 +187,16 @@ def scan_forward(
         w = min(BLOCK, n_chan - d0)
         a, d_skip, bias_tile, keep = _block_params(A, D, bias, alive, d0, w, dtype)
         h = np.zeros((n_state, BLOCK), dtype)
-        x, raw, step = _tile(dtype), _tile(dtype), _tile(dtype)
-        zt, y = _tile(dtype), _tile(dtype)
+        x, raw, step, y, zt = _tile(dtype), _tile(dtype), _tile(dtype), _tile(dtype), _tile(dtype)
         for t0 in range(0, length, CHUNK):
             span = min(CHUNK, length - t0)
             checkpoints[b, t0 // CHUNK, :, d0 : d0 + w] = h[:, :w]
-            _prepare_chunk(
-                u, delta, z, b, d0, w, t0, span, bias_tile, softplus, has_z, x, raw, step, zt
-            )
+            _load(u, b, d0, w, t0, span, x)
+            _load_raw_steps(delta, bias_tile, b, d0, w, t0, span, raw)
+            if softplus:
+                _softplus_tile(raw, span, step)  # not in place: aliasing stops vectorisation
+            else:
+                step[:span] = raw[:span]
             for i in range(span):
                 for c in range(BLOCK):
                     y[i, c] = d_skip[c] * x[i, c]
@@ -197,11 +208,9 @@ def scan_forward(
                         )
                         h[n, c] = h_new
                         y[i, c] += h_new * c_tn
-                for c in range(BLOCK):
-                    if has_z:
-                        y[i, c] *= zt[i, c] * _sigmoid(zt[i, c])
-                    y[i, c] = y[i, c] if keep[c] != 0 else 0
-            _store(y, b, d0, w, t0, span, out)
+            if has_z:
+                _gate(y, z, b, d0, w, t0, span, zt)
+            _store(y, keep, b, d0, w, t0, span, out)
         for c in range(w):
             for n in range(n_state):
                 last[b, d0 + c, n] = h[n, c] * keep[c]
@@ -249,68 +258,82 @@ def scan_backward(
         a, d_skip, bias_tile, keep = _block_params(A, D, bias, alive, d0, w, dtype)
         gh, ga = np.zeros((n_state, BLOCK), dtype), np.zeros((n_state, BLOCK), dtype)
         x, raw, step, zt = _tile(dtype), _tile(dtype), _tile(dtype), _tile(dtype)
-        g, gu, gstep, gz = _tile(dtype), _tile(dtype), _tile(dtype), _tile(dtype)
+        g, sx, gu, gstep, gz = _tile(dtype), _tile(dtype), _tile(dtype), _tile(dtype), _tile(dtype)
         states = np.zeros((CHUNK + 1, n_state, BLOCK), dtype)
         decays = np.zeros((CHUNK, n_state, BLOCK), dtype)
         g_skip, g_bias = np.zeros(BLOCK, dtype), np.zeros(BLOCK, dtype)
-        y_pre = np.zeros(BLOCK, dtype)
+        y_pre, g_gated = np.zeros(BLOCK, dtype), np.zeros(BLOCK, dtype)
+        sum_a, sum_b = np.zeros(BLOCK, dtype), np.zeros(BLOCK, dtype)
         zero = y_pre[0]  # a zero of the compute dtype, for the accumulators
         for c in range(w):
             for n in range(n_state):
                 gh[n, c] = grad_last[b, d0 + c, n] * keep[c]
         for t0 in range((length - 1) // CHUNK * CHUNK, -1, -CHUNK):
             span = min(CHUNK, length - t0)
-            _prepare_chunk(
-                u, delta, z, b, d0, w, t0, span, bias_tile, softplus, has_z, x, raw, step, zt
-            )
+            _load(u, b, d0, w, t0, span, x)
+            _load_raw_steps(delta, bias_tile, b, d0, w, t0, span, raw)
+            if softplus:
+                _softplus_tile(raw, span, step)
+            else:
+                step[:span] = raw[:span]
+            if has_z:
+                _load(z, b, d0, w, t0, span, zt)
             _load(grad_out, b, d0, w, t0, span, g)
             states[0, :, :w] = checkpoints[b, t0 // CHUNK, :, d0 : d0 + w]
-            for i in range(span):  # recompute the chunk; gate gradients need y before the gate
-                y_pre[:] = 0
+            for i in range(span):  # recompute the chunk's states; g becomes dL/dy before the gate
+                for c in range(BLOCK):
+                    g_gated[c] = g[i, c] * keep[c]
+                    sx[i, c] = step[i, c] * x[i, c]
+                    y_pre[c] = d_skip[c] * x[i, c]
+                if has_z:
+                    for c in range(BLOCK):
+                        g[i, c] = g_gated[c] * zt[i, c] * _sigmoid(zt[i, c])
+                else:
+                    g[i, :] = g_gated
                 for n in range(n_state):
                     b_tn, c_tn = B[b, n, t0 + i], C[b, n, t0 + i]
+                    acc_c = zero
                     for c in range(BLOCK):
                         decay = fast_exp(step[i, c] * a[n, c])
                         decays[i, n, c] = decay
-                        h_new = decay * states[i, n, c] + step[i, c] * x[i, c] * b_tn
+                        h_new = decay * states[i, n, c] + sx[i, c] * b_tn
                         states[i + 1, n, c] = h_new
                         y_pre[c] += h_new * c_tn
-                for c in range(BLOCK):
-                    g[i, c] *= keep[c]
-                    if has_z:
+                        acc_c += g[i, c] * h_new
+                    dC_part[block, b, n, t0 + i] = acc_c
+                if has_z:
+                    for c in range(BLOCK):
                         sig = _sigmoid(zt[i, c])
-                        y_pre[c] += d_skip[c] * x[i, c]
-                        gz[i, c] = g[i, c] * y_pre[c] * sig * (1 + zt[i, c] * (1 - sig))
-                        g[i, c] *= zt[i, c] * sig  # now dL/dy before the gate
+                        gz[i, c] = g_gated[c] * y_pre[c] * sig * (1 + zt[i, c] * (1 - sig))
+                for c in range(BLOCK):
                     g_skip[c] += g[i, c] * x[i, c]
-                    gu[i, c] = g[i, c] * d_skip[c]
-                    gstep[i, c] = 0
             for i in range(span - 1, -1, -1):
-                t = t0 + i
+                sum_a[:] = 0  # sum over n of dL/d(decay argument) * A
+                sum_b[:] = 0  # sum over n of dL/dh_t * B_t
                 for n in range(n_state):
-                    b_tn, c_tn = B[b, n, t], C[b, n, t]
+                    b_tn, c_tn = B[b, n, t0 + i], C[b, n, t0 + i]
                     acc_b = zero
-                    acc_c = zero
                     for c in range(BLOCK):
                         gh_t = gh[n, c] + g[i, c] * c_tn  # dL/dh_t
-                        acc_c += g[i, c] * states[i + 1, n, c]
                         g_decay = gh_t * decays[i, n, c] * states[i, n, c]
-                        gstep[i, c] += g_decay * a[n, c] + gh_t * b_tn * x[i, c]
+                        sum_a[c] += g_decay * a[n, c]
+                        sum_b[c] += gh_t * b_tn
                         ga[n, c] += g_decay * step[i, c]
-                        acc_b += gh_t * step[i, c] * x[i, c]
-                        gu[i, c] += gh_t * step[i, c] * b_tn
+                        acc_b += gh_t * sx[i, c]
                         gh[n, c] = gh_t * decays[i, n, c]
-                    dB_part[block, b, n, t] = acc_b
-                    dC_part[block, b, n, t] = acc_c
+                    dB_part[block, b, n, t0 + i] = acc_b
+                for c in range(BLOCK):
+                    gu[i, c] = g[i, c] * d_skip[c] + step[i, c] * sum_b[c]
+                    gstep[i, c] = sum_a[c] + x[i, c] * sum_b[c]
                 if softplus:
                     for c in range(BLOCK):
                         gstep[i, c] *= _sigmoid(raw[i, c])
                 for c in range(BLOCK):
                     g_bias[c] += gstep[i, c]
-            _store(gu, b, d0, w, t0, span, du)
-            _store(gstep, b, d0, w, t0, span, ddelta)
+            _store(gu, keep, b, d0, w, t0, span, du)
+            _store(gstep, keep, b, d0, w, t0, span, ddelta)
             if has_z:
-                _store(gz, b, d0, w, t0, span, dz)
+                _store(gz, keep, b, d0, w, t0, span, dz)
         for c in range(w):
             for n in range(n_state):
                 dA_part[b, d0 + c, n] = ga[n, c]
