@@ -1,6 +1,6 @@
-"""Shared test setup: Triton kernels run in Triton's interpreter on machines without CUDA (set
-before triton is imported), mamba_ssm is made un-importable (transformers 5 binds to it on
-import, with no device check), and every test starts from the same seed."""
+"""Shared test setup. On machines without CUDA, Triton kernels run in Triton's interpreter (set
+before triton is imported) and mamba_ssm is made un-importable (transformers 5 binds to it on
+import, with no device check). Every test starts from the same seed."""
 
 import os
 import sys
@@ -10,7 +10,7 @@ import torch
 
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
-sys.modules.setdefault("mamba_ssm", None)  # `import mamba_ssm` now raises ImportError
+    sys.modules.setdefault("mamba_ssm", None)  # `import mamba_ssm` now raises ImportError
 
 
 @pytest.fixture(autouse=True)

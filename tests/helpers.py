@@ -30,6 +30,16 @@ def scan_inputs(batch, d_inner, length, d_state, dtype=torch.float32, seed=0, gr
     return random_scan_inputs((batch, d_inner, length, d_state), dtype, seed=seed, grad=grad)
 
 
+def scan_inputs_without(shape, drop=(), dtype=torch.float32):
+    """Random scan inputs less the `drop`ped optional ones; positive steps when delta is raw."""
+    inputs = scan_inputs(*shape, dtype=dtype)
+    for name in drop:
+        del inputs[name]
+    if "delta_bias" not in inputs:
+        inputs["delta"] = inputs["delta"].detach().abs().requires_grad_()
+    return inputs
+
+
 def scan_with_grads(scan, inputs, seed=1, **options):
     """Outputs, last state and the gradients of a random projection of both."""
     y, last = scan(**inputs, return_last_state=True, **options)

@@ -3,7 +3,14 @@ gradient, across shapes that are not multiples of the kernel's block sizes."""
 
 import pytest
 import torch
-from helpers import assert_close_relative, randomise_, scan_inputs, scan_with_grads, tiny_config
+from helpers import (
+    assert_close_relative,
+    randomise_,
+    scan_inputs,
+    scan_inputs_without,
+    scan_with_grads,
+    tiny_config,
+)
 
 from autohm.model import MambaLM
 from autohm.ops import resolve_backend, selective_scan
@@ -22,11 +29,7 @@ OPTIONS = {
 
 
 def run_both(shape, dtype, drop=(), **options):
-    inputs = scan_inputs(*shape, dtype=dtype)
-    for name in drop:
-        del inputs[name]
-    if "delta_bias" not in inputs:
-        inputs["delta"] = inputs["delta"].detach().abs().requires_grad_()  # positive steps
+    inputs = scan_inputs_without(shape, drop, dtype)
     got = scan_with_grads(selective_scan, inputs, backend="cpu", **options)
     expected = scan_with_grads(selective_scan, inputs, backend="reference", **options)
     return got, expected

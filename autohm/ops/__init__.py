@@ -1,5 +1,6 @@
 """Functional math without module state: the selective scan and its backends."""
 
+from autohm.ops import backends as _backends  # noqa: F401  (registers the backends)
 from autohm.ops.scan_cpu import selective_scan_cpu
 from autohm.ops.scan_reference import (
     selective_scan_reference,
@@ -13,25 +14,6 @@ from autohm.ops.selective_scan import (
     resolve_backend,
     selective_scan,
     selective_state_update,
-)
-
-register_backend(
-    ScanBackend(
-        name="reference",
-        scan=selective_scan_reference,
-        step=selective_state_update_reference,
-        supports=lambda device: True,
-        priority=0,
-    )
-)
-register_backend(
-    ScanBackend(
-        name="cpu",
-        scan=selective_scan_cpu,
-        step=selective_state_update_reference,  # one step is small: plain torch is enough
-        supports=lambda device: device.type == "cpu",
-        priority=20,
-    )
 )
 
 __all__ = [
