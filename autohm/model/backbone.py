@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from autohm.model.config import MambaConfig
-from autohm.model.mixer import LayerState, MambaMixer
+from autohm.model.mixer import LayerState, MambaMixer, at_least_float32
 from autohm.ops import check_backend_name
 
 
@@ -25,7 +25,7 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        xf = x.float()
+        xf = at_least_float32(x)
         xf = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)
         return self.weight * xf.to(x.dtype)
 
@@ -47,7 +47,7 @@ class Block(nn.Module):
         self.mixer = MambaMixer(config)
 
     def _residual(self, hidden: torch.Tensor) -> torch.Tensor:
-        return hidden.float() if self.residual_in_fp32 else hidden
+        return at_least_float32(hidden) if self.residual_in_fp32 else hidden
 
     def _normed(self, hidden: torch.Tensor) -> torch.Tensor:
         return self.norm(hidden.to(self.norm.weight.dtype))

@@ -25,6 +25,26 @@ class LayerState(NamedTuple):
     ssm: torch.Tensor  # (batch, d_inner, d_state)
 
 
+class ScanInputs(NamedTuple):
+    """A mixer's selective-scan arguments (delta before softplus, dt_proj's bias included) and
+    the conv input, whose last d_conv steps are the decoding state."""
+
+    u: torch.Tensor  # (batch, d_inner, L)
+    delta: torch.Tensor  # (batch, d_inner, L)
+    A: torch.Tensor  # (d_inner, d_state)
+    B: torch.Tensor  # (batch, d_state, L)
+    C: torch.Tensor  # (batch, d_state, L)
+    D: torch.Tensor  # (d_inner,)
+    z: torch.Tensor  # (batch, d_inner, L)
+    conv_in: torch.Tensor  # (batch, d_inner, L)
+
+
+def at_least_float32(tensor: torch.Tensor) -> torch.Tensor:
+    """float32 for half types, float64 stays float64: the scan's parameters are never rounded
+    below float32, and a float64 model computes in float64 throughout."""
+    return tensor.to(torch.promote_types(tensor.dtype, torch.float32))
+
+
 class MambaMixer(nn.Module):
     """in_proj -> causal depthwise conv -> SiLU -> selective scan (gated by SiLU(z)) -> out_proj."""
 
@@ -75,13 +95,10 @@ class MambaMixer(nn.Module):
         dt, B, C = self.x_proj(x).split([self.dt_rank, self.d_state, self.d_state], dim=-1)
         return self.dt_proj(dt), B, C
 
-    def forward(
-        self,
-        hidden: torch.Tensor,
-        padding_mask: torch.Tensor | None = None,
-        return_state: bool = False,
-    ) -> torch.Tensor | tuple[torch.Tensor, LayerState]:
-        """hidden (batch, L, d_model) -> (batch, L, d_model).
+    def scan_inputs(
+        self, hidden: torch.Tensor, padding_mask: torch.Tensor | None = None
+    ) -> ScanInputs:
+        """Everything the selective scan of `hidden` (batch, L, d_model) takes, in its layout.
 
         With a padding mask (batch, L; 1 = token, 0 = padding), padded positions feed zeros to the
         conv and leave the scan state untouched, so left or right padding does not change the
@@ -93,26 +110,33 @@ class MambaMixer(nn.Module):
         conv_in = x.transpose(1, 2)  # (batch, d_inner, L)
         if keep is not None:
             conv_in = conv_in * keep
-        x = F.silu(self.conv1d(conv_in)[..., :length])
+        u = F.silu(self.conv1d(conv_in)[..., :length])
         if keep is not None:
-            x = x * keep
-        delta, B, C = self._ssm_inputs(x.transpose(1, 2))
+            u = u * keep
+        delta, B, C = self._ssm_inputs(u.transpose(1, 2))
+        return ScanInputs(
+            u, delta.transpose(1, 2), -torch.exp(at_least_float32(self.A_log)),
+            B.transpose(1, 2), C.transpose(1, 2), at_least_float32(self.D), z.transpose(1, 2),
+            conv_in,
+        )  # fmt: skip
+
+    def forward(
+        self,
+        hidden: torch.Tensor,
+        padding_mask: torch.Tensor | None = None,
+        return_state: bool = False,
+    ) -> torch.Tensor | tuple[torch.Tensor, LayerState]:
+        """hidden (batch, L, d_model) -> (batch, L, d_model); padding as in scan_inputs."""
+        s = self.scan_inputs(hidden, padding_mask)
         y, ssm_state = selective_scan(
-            x,
-            delta.transpose(1, 2),
-            -torch.exp(self.A_log.float()),
-            B.transpose(1, 2),
-            C.transpose(1, 2),
-            self.D.float(),
-            z=z.transpose(1, 2),
-            delta_softplus=True,
-            return_last_state=True,
-            backend=self.scan_backend,
-        )
+            s.u, s.delta, s.A, s.B, s.C, s.D, z=s.z, delta_softplus=True,
+            return_last_state=True, backend=self.scan_backend,
+        )  # fmt: skip
         out = self.out_proj(y.transpose(1, 2))
         if not return_state:
             return out
-        conv_state = F.pad(conv_in, (max(self.d_conv - length, 0), 0))[..., -self.d_conv :]
+        pad = max(self.d_conv - hidden.shape[1], 0)
+        conv_state = F.pad(s.conv_in, (pad, 0))[..., -self.d_conv :]
         return out, LayerState(conv_state, ssm_state)
 
     def empty_state(self, batch: int) -> LayerState:
