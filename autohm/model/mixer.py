@@ -72,6 +72,7 @@ class MambaMixer(nn.Module):
         self.D = nn.Parameter(torch.empty(d_inner))
         self.out_proj = nn.Linear(d_inner, config.d_model, bias=config.bias)
         self.scan_backend = "auto"
+        self.masks: nn.Module | None = None  # attached by autohm.masking.attach_masks
         self.reset_ssm_parameters(config)
 
     @torch.no_grad()
@@ -105,6 +106,7 @@ class MambaMixer(nn.Module):
         outputs at real tokens.
         """
         length = hidden.shape[1]
+        self._begin_masked_pass()
         x, z = self.in_proj(hidden).chunk(2, dim=-1)
         keep = None if padding_mask is None else padding_mask[:, None, :].to(x.dtype)
         conv_in = x.transpose(1, 2)  # (batch, d_inner, L)
@@ -130,7 +132,7 @@ class MambaMixer(nn.Module):
         s = self.scan_inputs(hidden, padding_mask)
         y, ssm_state = selective_scan(
             s.u, s.delta, s.A, s.B, s.C, s.D, z=s.z, delta_softplus=True,
-            return_last_state=True, backend=self.scan_backend,
+            return_last_state=True, backend=self.scan_backend, alive=self.alive_channels(),
         )  # fmt: skip
         out = self.out_proj(y.transpose(1, 2))
         if not return_state:
@@ -138,6 +140,15 @@ class MambaMixer(nn.Module):
         pad = max(self.d_conv - hidden.shape[1], 0)
         conv_state = F.pad(s.conv_in, (pad, 0))[..., -self.d_conv :]
         return out, LayerState(conv_state, ssm_state)
+
+    def _begin_masked_pass(self) -> None:
+        """Masks draw one fresh sample per pass, shared by every projection they cover."""
+        if self.masks is not None:
+            self.masks.begin_forward()
+
+    def alive_channels(self) -> torch.Tensor | None:
+        """Channels whose output is used (False: masked out, the scan may skip them)."""
+        return self.masks.alive() if self.masks is not None else None
 
     def empty_state(self, batch: int) -> LayerState:
         """The state before the first token: conv inputs in the weights' dtype, scan state in
@@ -150,6 +161,7 @@ class MambaMixer(nn.Module):
 
     def step(self, hidden: torch.Tensor, state: LayerState) -> tuple[torch.Tensor, LayerState]:
         """One token: hidden (batch, d_model) -> (batch, d_model) and the next state."""
+        self._begin_masked_pass()
         x, z = self.in_proj(hidden).chunk(2, dim=-1)
         conv_state = torch.cat([state.conv[..., 1:], x[..., None]], dim=-1)
         x = F.silu(self.conv1d(conv_state)[..., self.d_conv - 1])  # the full window

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from autohm.errors import AutohmError
+from autohm.model.adapted import AdaptedMixin
 from autohm.model.mixer import LayerState, MambaMixer
 
 
@@ -31,7 +32,8 @@ def inverse_permutation(perm) -> torch.Tensor:
 @torch.no_grad()
 def permute_channels(mixer: MambaMixer, perm) -> None:
     """New channel k is old channel perm[k], in in_proj (x and z rows alike), conv1d, x_proj's
-    input columns, dt_proj's rows and bias, A_log, D and out_proj's input columns."""
+    input columns, dt_proj's rows and bias, A_log, D and out_proj's input columns, and in the
+    masks, LoRA and IA3 tensors attached to them."""
     d = mixer.d_inner
     perm = as_permutation(perm, d).to(mixer.A_log.device)
     xz = torch.cat([perm, perm + d])
@@ -40,16 +42,20 @@ def permute_channels(mixer: MambaMixer, perm) -> None:
         if param is not None:
             param.copy_(param.index_select(dim, index))
 
-    take(mixer.in_proj.weight, 0, xz)
-    take(mixer.in_proj.bias, 0, xz)
-    take(mixer.conv1d.weight, 0, perm)
-    take(mixer.conv1d.bias, 0, perm)
-    take(mixer.x_proj.weight, 1, perm)
-    take(mixer.dt_proj.weight, 0, perm)
-    take(mixer.dt_proj.bias, 0, perm)
+    for name, dim, index in (
+        ("in_proj", 0, xz), ("conv1d", 0, perm), ("x_proj", 1, perm), ("dt_proj", 0, perm),
+        ("out_proj", 1, perm),
+    ):  # fmt: skip
+        module = getattr(mixer, name)
+        take(module.weight, dim, index)
+        if dim == 0:
+            take(module.bias, 0, index)
+        if isinstance(module, AdaptedMixin):
+            module.permute_parts_(dim, index)
     take(mixer.A_log, 0, perm)
     take(mixer.D, 0, perm)
-    take(mixer.out_proj.weight, 1, perm)
+    if mixer.masks is not None:
+        mixer.masks.permute_(perm)
 
 
 def permute_state(state: LayerState, perm) -> LayerState:
