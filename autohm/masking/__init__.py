@@ -8,6 +8,7 @@ from autohm.masking.masks import (
     MaskingError,
     MixerMasks,
     attach_masks,
+    bake_masks_,
     mask_modules,
     set_temperature,
 )
@@ -26,6 +27,7 @@ __all__ = [
     "SparsityPenalty",
     "TemperatureSchedule",
     "attach_masks",
+    "bake_masks_",
     "expected_density",
     "gumbel_sigmoid",
     "hard_concrete",

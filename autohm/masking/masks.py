@@ -228,3 +228,19 @@ def set_temperature(model: nn.Module, tau: float) -> None:
     """The relaxation temperature (beta for the hard concrete) of every mask of a model."""
     for masks in mask_modules(model):
         masks.tau = float(tau)
+
+
+@torch.no_grad()
+def bake_masks_(model: nn.Module) -> None:
+    """Multiply the hard masks into the weights and detach them from the projections (the
+    mixers keep their masks, in evaluation mode, for the dead-channel skip). For deployment
+    and measurement copies: run merge first when adapters are attached."""
+    for mixer in mixers(model):
+        if mixer.masks is None:
+            continue
+        mixer.masks.eval()
+        for module in adapt(mixer).values():
+            multiplier = module.mask() if module.mask is not None else None
+            if multiplier is not None:
+                module.weight.mul_(multiplier.to(module.weight.dtype))
+            module.mask = None

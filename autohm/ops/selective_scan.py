@@ -37,6 +37,11 @@ def register_backend(backend: ScanBackend) -> None:
     _BACKENDS[backend.name] = backend
 
 
+def unregister_backend(name: str) -> None:
+    """Remove a backend added for a while (autohm.measure traces with one); no error if absent."""
+    _BACKENDS.pop(name, None)
+
+
 def available_backends(device: torch.device | str | None = None) -> list[str]:
     """Registered backend names, best first; only those that run on `device` when given."""
     ranked = sorted(_BACKENDS.values(), key=lambda b: -b.priority)

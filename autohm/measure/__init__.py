@@ -1,0 +1,17 @@
+"""Objective measurements of a candidate: forward FLOPs (counted and analytic) and latency."""
+
+from autohm.measure.effective import dense_and_effective_flops, deployed
+from autohm.measure.flops import CONVENTION, FlopCount, analytic_flops, count_flops, scan_flops
+from autohm.measure.latency import Latency, measure_latency
+
+__all__ = [
+    "CONVENTION",
+    "FlopCount",
+    "Latency",
+    "analytic_flops",
+    "count_flops",
+    "dense_and_effective_flops",
+    "deployed",
+    "measure_latency",
+    "scan_flops",
+]

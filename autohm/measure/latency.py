@@ -1,0 +1,119 @@
+"""Forward latency of a model, measured with a fixed protocol and reported with where it ran.
+
+Protocol: model.eval() and torch.inference_mode(); `warmup` untimed runs (kernel compilation,
+caches, allocator); then `repeats` timed runs, one forward each. CUDA: CUDA events around the
+forward and a synchronize after it; CPU: time.perf_counter. Reported: the median and the
+interquartile range (75th - 25th percentile, linear interpolation) in milliseconds, robust to
+the odd slow run, with the device, library versions, threads and the scan backend actually used.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from time import perf_counter
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from autohm.measure.environment import (
+    device_name,
+    numba_threads,
+    package_version,
+    pinned_scan_backend,
+    scan_backends_in_use,
+)
+
+
+@dataclass
+class Latency:
+    """One latency measurement: robust statistics of the timed runs and their environment."""
+
+    median_ms: float
+    iqr_ms: float
+    repeats: int
+    warmup: int
+    batch: int
+    seq_len: int
+    device: str  # "cpu", "cuda:0"
+    device_name: str  # the CPU model or GPU name
+    scan_backend: str  # the registered backend the mixers ran ("auto" resolved)
+    torch_version: str
+    triton_version: str | None
+    num_threads: int  # torch's intra-op threads
+    numba_threads: int  # threads of the numba kernels (backend "cpu")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _time_cpu(forward: Callable[[], torch.Tensor], device: torch.device) -> float:
+    start = perf_counter()
+    forward()
+    return (perf_counter() - start) * 1e3
+
+
+def _time_cuda(forward: Callable[[], torch.Tensor], device: torch.device) -> float:
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record()
+    forward()
+    end.record()
+    torch.cuda.synchronize(device)
+    return start.elapsed_time(end)
+
+
+def measure_latency(
+    model: nn.Module,
+    input_ids: torch.Tensor,
+    padding_mask: torch.Tensor | None = None,
+    warmup: int = 5,
+    repeats: int = 30,
+    device: torch.device | str | None = None,
+    scan_backend: str | None = None,
+) -> Latency:
+    """Latency of model(input_ids, padding_mask) by the module's protocol. `device` moves the
+    model and inputs there (default: where the model is); `scan_backend` pins the mixers for
+    the measurement (default: leave them, usually "auto"). The model's mode is restored."""
+    if repeats < 1 or warmup < 0:
+        raise ValueError(f"need repeats >= 1 and warmup >= 0, got {repeats} and {warmup}")
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", torch.cuda.current_device())
+    model.to(device)
+    input_ids = input_ids.to(device)
+    padding_mask = None if padding_mask is None else padding_mask.to(device)
+    time_one = _time_cuda if device.type == "cuda" else _time_cpu
+
+    def forward() -> torch.Tensor:
+        return model(input_ids, padding_mask)
+
+    was_training = model.training
+    model.eval()
+    try:
+        with pinned_scan_backend(model, scan_backend), torch.inference_mode():
+            backend = scan_backends_in_use(model, device)
+            for _ in range(warmup):
+                forward()
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            times = [time_one(forward, device) for _ in range(repeats)]
+    finally:
+        model.train(was_training)
+    q25, median, q75 = np.percentile(times, [25, 50, 75])
+    return Latency(
+        median_ms=float(median),
+        iqr_ms=float(q75 - q25),
+        repeats=repeats,
+        warmup=warmup,
+        batch=input_ids.shape[0],
+        seq_len=input_ids.shape[1],
+        device=str(device),
+        device_name=device_name(device),
+        scan_backend=backend,
+        torch_version=torch.__version__,
+        triton_version=package_version("triton"),
+        num_threads=torch.get_num_threads(),
+        numba_threads=numba_threads(),
+    )

@@ -1,0 +1,55 @@
+"""Full-fidelity runs behind `autohm train` and `autohm baselines`: one configuration trained,
+measured on validation and test, and written out with its adapter, masks and PEFT export."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from autohm.config import TrialConfig
+from autohm.peft import export_peft
+from autohm.trial import TrialResult, Workload, run_trial
+
+BASELINES = ("full", "head", "lora", "ia3")
+SUMMARY_KEYS = (
+    "accuracy", "test_accuracy", "flops", "flops_dense", "params", "params_masked",
+    "params_total", "latency_ms", "latency_iqr_ms",
+)  # fmt: skip
+
+
+def train_and_save(config: TrialConfig, workload: Workload, out: str | Path) -> TrialResult:
+    """Run `config` (validation and test accuracy) and write metrics.json, config.yaml,
+    order.json, adapter.safetensors, masks.safetensors and the PEFT export under out/peft/."""
+    result = run_trial(config, workload, test=True)
+    out = Path(out)
+    result.save(out)
+    export_peft(result.model, result.allocation, out / "peft")
+    return result
+
+
+def baseline_config(mode: str, like: TrialConfig | None = None) -> TrialConfig:
+    """The reference point `mode` (full fine-tuning, linear probe, LoRA-only, IA3-only): no scan
+    order, no masks, the training settings of `like` (the defaults when None)."""
+    base = (like or TrialConfig()).model_dump()
+    base["scan_order"]["method"] = "identity"
+    base["masking"]["enabled"] = False
+    base["peft"]["mode"] = mode
+    return TrialConfig.from_dict(base)
+
+
+def run_baselines(
+    workload: Workload, out: str | Path, like: TrialConfig | None = None
+) -> pd.DataFrame:
+    """Measure every baseline; writes out/baselines.csv and out/baselines.json (one row each)."""
+    rows = []
+    for mode in BASELINES:
+        metrics = run_trial(baseline_config(mode, like), workload, test=True).metrics
+        rows.append({"baseline": mode, **{k: metrics.get(k) for k in SUMMARY_KEYS}})
+    table = pd.DataFrame(rows)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    table.to_csv(out / "baselines.csv", index=False)
+    (out / "baselines.json").write_text(json.dumps(rows, indent=2))
+    return table

@@ -1,0 +1,300 @@
+"""One candidate configuration, end to end: calibration statistics -> scan order -> permutation
+(pillar 1) -> mask learning (pillar 2) -> importance -> allocation -> PEFT fine-tuning
+(pillar 3) -> evaluation -> measurement. Every search trial and `autohm train` run this."""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from autohm.config import TrialConfig
+from autohm.masking import (
+    SparsityPenalty,
+    TemperatureSchedule,
+    attach_masks,
+    mask_modules,
+    set_temperature,
+    sparsity_report,
+)
+from autohm.measure import dense_and_effective_flops, deployed, measure_latency
+from autohm.model import MambaClassifier, MambaLM
+from autohm.peft import (
+    Allocation,
+    allocate,
+    apply_allocation,
+    count_parameters,
+    module_importance,
+    save_adapter,
+)
+from autohm.pretrain import base_model
+from autohm.scan_order import collect_statistics, correlation_cost, path_cost, permute_channels
+from autohm.scan_order import solve as solve_order
+from autohm.tasks import Task, load_task
+from autohm.training import TrialFailed, accuracy, batches, optimiser_step
+
+__all__ = ["TrialFailed", "TrialPruned", "TrialResult", "Workload", "run_trial"]
+
+Report = Callable[[int, float], bool]
+
+
+class TrialPruned(Exception):
+    """The search's multi-fidelity rule stopped the trial at `step` with `accuracy`."""
+
+    def __init__(self, step: int, accuracy: float) -> None:
+        super().__init__(f"stopped early at step {step} (validation accuracy {accuracy:.4f})")
+        self.step, self.accuracy = step, accuracy
+
+
+@dataclass
+class Workload:
+    """The task and base model every trial of a run shares (loaded once per process)."""
+
+    task: Task
+    base: MambaLM
+    model_source: str
+
+    @classmethod
+    def load(cls, task: str = "digits", model: str | None = None, seed: int = 0) -> Workload:
+        loaded = load_task(task, seed=seed)
+        return cls(loaded, base_model(loaded, model), model or "built-in")
+
+    def new_classifier(self) -> MambaClassifier:
+        """A classifier on a private copy of the base backbone (trials never share weights)."""
+        backbone = copy.deepcopy(self.base.backbone)
+        return MambaClassifier(self.base.config, self.task.num_labels, backbone=backbone)
+
+
+@dataclass
+class TrialResult:
+    """The trained model, its metrics and the artefacts of one trial."""
+
+    config: TrialConfig
+    model: nn.Module
+    metrics: dict
+    orders: list[list[int]] = field(default_factory=list)
+    allocation: dict[str, Allocation] = field(default_factory=dict)
+
+    def save(self, directory: str | Path) -> list[Path]:
+        """metrics.json, config.yaml, order.json and the adapter/mask files; returns the paths."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / "metrics.json").write_text(json.dumps(self.metrics, indent=2))
+        self.config.save(directory / "config.yaml")
+        (directory / "order.json").write_text(json.dumps(self.orders))
+        save_adapter(self.model, directory, config=self.config.model_dump(mode="json"))
+        return sorted(p for p in directory.iterdir() if p.is_file())
+
+
+def run_trial(
+    config: TrialConfig,
+    workload: Workload,
+    report: Report | None = None,
+    latency: bool = True,
+    test: bool = False,
+) -> TrialResult:
+    """Train and measure one configuration. `report(step, validation_accuracy)` is called at
+    each fidelity step; when it returns True the trial stops with TrialPruned."""
+    torch.manual_seed(config.train.seed)
+    timings: dict[str, float] = {}
+    task, model = workload.task, workload.new_classifier()
+
+    clock = time.perf_counter()
+    order_info, orders = apply_scan_order(model, task, config)
+    timings["scan_order_s"] = time.perf_counter() - clock
+
+    clock = time.perf_counter()
+    if config.masking.enabled:
+        learn_masks(model, task, config)
+    timings["masks_s"] = time.perf_counter() - clock
+
+    clock = time.perf_counter()
+    allocation = choose_allocation(model, config)
+    fine_tune(model, task, config, allocation, report)
+    timings["fine_tune_s"] = time.perf_counter() - clock
+
+    clock = time.perf_counter()
+    metrics = measure(model, task, config, latency, test)
+    timings["measure_s"] = time.perf_counter() - clock
+    metrics |= {
+        "allocation": _allocation_table(model, allocation),
+        "scan_order": order_info,
+        "timings": timings,
+        "task": task.describe(),
+        "model": workload.model_source,
+    }
+    return TrialResult(config, model, metrics, orders, allocation)
+
+
+def apply_scan_order(model: MambaClassifier, task: Task, config: TrialConfig):
+    """Pillar 1 on every layer: statistics, cost, solve, permute; returns (record, orders)."""
+    settings = config.scan_order
+    clock = time.perf_counter()
+    if settings.method == "identity":
+        d_inner = model.config.d_inner
+        return {"method": "identity"}, [list(range(d_inner))] * model.config.n_layer
+    stream = batches(task.train, config.train.batch_size, _generator(config, 1))
+    calibration = (next(stream)[:2] for _ in range(settings.calibration_batches))
+    stats = collect_statistics(model, calibration, source=settings.source)
+    statistics_s = time.perf_counter() - clock
+    layers, orders, solver_s = [], [], 0.0
+    for layer, acc in zip(model.backbone.layers, stats, strict=True):
+        cost = correlation_cost(acc)
+        if not np.isfinite(cost).all():
+            raise TrialFailed("non-finite calibration statistics (the base model gives NaN/inf)")
+        identity = np.arange(cost.shape[0])
+        clock = time.perf_counter()
+        importance = layer.mixer.out_proj.weight.detach().norm(dim=0).double().numpy()
+        perm = solve_order(
+            cost, settings.method, seed=config.train.seed, importance=importance,
+            time_limit=settings.time_limit,
+        )  # fmt: skip
+        solver_s += time.perf_counter() - clock
+        permute_channels(layer.mixer, perm)
+        orders.append(perm.tolist())
+        layers.append({"before": path_cost(cost, identity), "after": path_cost(cost, perm)})
+    record = {
+        "method": settings.method,
+        "source": settings.source,
+        "path_cost_before": sum(layer["before"] for layer in layers),
+        "path_cost_after": sum(layer["after"] for layer in layers),
+        "layers": layers,
+        "statistics_s": statistics_s,
+        "solver_s": solver_s,
+        "precompute_s": statistics_s + solver_s,
+    }
+    return record, orders
+
+
+def learn_masks(model: MambaClassifier, task: Task, config: TrialConfig) -> None:
+    """Pillar 2: train the mask logits (and the new head) with the base frozen."""
+    settings = config.masking
+    attach_masks(
+        model, settings.sites, granularity=settings.granularity, block_size=settings.block_size,
+        distribution=settings.distribution, init_logit=settings.init_logit,
+    )  # fmt: skip
+    for name, param in model.named_parameters():
+        param.requires_grad_(".masks." in name or name.startswith("score."))
+    logits = [p for n, p in model.named_parameters() if ".masks." in n]
+    optimizer = torch.optim.Adam(
+        [{"params": logits, "lr": settings.lr}, {"params": model.score.parameters()}],
+        lr=config.train.lr,
+    )
+    schedule = TemperatureSchedule(**settings.schedule.model_dump())
+    penalty = SparsityPenalty(**settings.penalty.model_dump())
+    stream = batches(task.train, config.train.batch_size, _generator(config, 2))
+    model.train()
+    for step in range(settings.steps):
+        set_temperature(model, schedule(step, settings.steps))
+        ids, mask, labels = next(stream)
+        loss = F.cross_entropy(model(ids, mask), labels) + penalty(model)
+        optimiser_step(loss, optimizer, "mask learning", step)
+
+
+def choose_allocation(model: MambaClassifier, config: TrialConfig) -> dict[str, Allocation]:
+    """Pillar 3's allocation: by importance quantiles (hybrid), or one method everywhere."""
+    settings = config.peft
+    importance = module_importance(model, settings.importance)
+    if settings.mode == "hybrid":
+        return allocate(importance, settings.lora_quantile, settings.ia3_quantile, settings.rank)
+    method = {"lora": "lora", "ia3": "ia3"}.get(settings.mode, "frozen")
+    rank = settings.rank
+    return {
+        key: Allocation(
+            method,
+            (rank if isinstance(rank, int) else rank.get(key.rsplit(".", 1)[1], 4))
+            if method == "lora"
+            else None,
+            value,
+        )
+        for key, value in importance.items()
+    }
+
+
+def fine_tune(
+    model: MambaClassifier,
+    task: Task,
+    config: TrialConfig,
+    allocation: dict[str, Allocation],
+    report: Report | None,
+) -> None:
+    """Train the allocated adapters and the head (every weight in "full" mode), evaluating
+    at each fidelity step."""
+    settings, joint = config.train, config.masking.enabled and config.masking.joint
+    alpha = config.peft.alpha
+    apply_allocation(model, allocation, lora_alpha=alpha, seed=settings.seed, train_masks=joint)
+    if config.peft.mode == "full":
+        for name, param in model.named_parameters():
+            param.requires_grad_(".masks." not in name or joint)
+    masks = mask_modules(model)
+    logits = [p for n, p in model.named_parameters() if ".masks." in n and p.requires_grad]
+    others = [p for n, p in model.named_parameters() if ".masks." not in n and p.requires_grad]
+    groups = [{"params": others}] + (
+        [{"params": logits, "lr": config.masking.lr}] if logits else []
+    )
+    optimizer = torch.optim.AdamW(groups, lr=settings.lr, weight_decay=settings.weight_decay)
+    penalty = SparsityPenalty(**config.masking.penalty.model_dump()) if joint else None
+    if joint:
+        set_temperature(model, config.masking.schedule.end)
+    stream = batches(task.train, settings.batch_size, _generator(config, 3))
+    for step in range(1, settings.steps + 1):
+        model.train()
+        for mixer_masks in masks:
+            mixer_masks.train(joint)  # fixed masks stay hard while the adapters train
+        ids, mask, labels = next(stream)
+        loss = F.cross_entropy(model(ids, mask), labels)
+        if penalty is not None:
+            loss = loss + penalty(model)
+        optimiser_step(loss, optimizer, "fine-tuning", step)
+        if report is not None and step % settings.eval_every == 0 and step < settings.steps:
+            value = accuracy(model, task.validation)
+            if report(step, value):
+                raise TrialPruned(step, value)
+    model.eval()
+
+
+def measure(model: MambaClassifier, task: Task, config: TrialConfig, latency: bool, test: bool):
+    """The objectives and what explains them: accuracy, FLOPs, parameters, latency."""
+    model.eval()
+    metrics = {"accuracy": accuracy(model, task.validation)}
+    if test:
+        metrics["test_accuracy"] = accuracy(model, task.test)
+    counts = count_parameters(model)
+    metrics |= {
+        "params": counts.params,
+        "params_masked": counts.params_masked,
+        "params_total": counts.params_total,
+    }
+    dense, effective = dense_and_effective_flops(model, task.seq_len)
+    metrics |= {
+        "flops": effective.total,
+        "flops_dense": dense.total,
+        "flops_convention": dense.convention,
+        "sparsity": sparsity_report(model) if config.masking.enabled else {},
+    }
+    if latency:
+        ids, mask, _ = task.validation[:1]
+        timing = measure_latency(deployed(model), ids, mask)
+        metrics |= {"latency_ms": timing.median_ms, "latency_iqr_ms": timing.iqr_ms}
+        metrics["device"] = timing.to_dict()
+    return metrics
+
+
+def _allocation_table(model: nn.Module, allocation: dict[str, Allocation]) -> dict:
+    table = {}
+    for key, choice in allocation.items():
+        table[key] = {"method": choice.method, "rank": choice.rank, "importance": choice.importance}
+    return table
+
+
+def _generator(config: TrialConfig, stream: int) -> torch.Generator:
+    """A separate seeded stream per phase, so changing one phase leaves the others' data."""
+    return torch.Generator().manual_seed(config.train.seed * 1000 + stream)

@@ -1,0 +1,112 @@
+"""The trial pipeline end to end on a tiny model and task: every metric present, deterministic
+for a seed, clean failures and early stops, and FLOPs equal to a hand computation."""
+
+import math
+
+import pytest
+import torch
+from helpers import randomise_, tiny_config
+
+from autohm.config import TrialConfig
+from autohm.masking import attach_masks
+from autohm.measure import analytic_flops, dense_and_effective_flops
+from autohm.model import MambaClassifier, MambaLM
+from autohm.tasks import load_task
+from autohm.trial import TrialFailed, TrialPruned, Workload, run_trial
+
+TINY_TASK = "induction?seq_len=12,num_symbols=6,num_train=96,num_validation=32,num_test=32"
+METRIC_KEYS = {
+    "accuracy", "test_accuracy", "flops", "flops_dense", "flops_convention", "params",
+    "params_masked", "params_total", "latency_ms", "latency_iqr_ms", "device", "allocation",
+    "sparsity", "scan_order", "timings", "task", "model",
+}  # fmt: skip
+
+
+def tiny_workload() -> Workload:
+    task = load_task(TINY_TASK)
+    torch.manual_seed(0)
+    return Workload(task, MambaLM(tiny_config(vocab_size=task.vocab_size)), "tiny")
+
+
+def tiny_config_for_trials(**sections) -> TrialConfig:
+    values = {
+        "scan_order": {"method": "two_opt", "calibration_batches": 1},
+        "masking": {"steps": 4, "sites": ["in_proj.x", "out_proj"], "granularity": "block",
+                    "block_size": 4},
+        "peft": {"lora_quantile": 0.5, "ia3_quantile": 0.25, "rank": 2},
+        "train": {"steps": 6, "batch_size": 16, "eval_every": 3},
+    }  # fmt: skip
+    for key, value in sections.items():
+        values[key] = values.get(key, {}) | value
+    return TrialConfig.from_dict(values)
+
+
+def test_a_trial_runs_end_to_end_and_saves_its_artefacts(tmp_path):
+    reports = []
+    result = run_trial(
+        tiny_config_for_trials(), tiny_workload(), report=lambda s, a: reports.append(s) or False,
+        test=True,
+    )  # fmt: skip
+    metrics = result.metrics
+    assert metrics.keys() >= METRIC_KEYS
+    assert reports == [3]
+    assert 0 <= metrics["accuracy"] <= 1 and 0 <= metrics["test_accuracy"] <= 1
+    assert metrics["flops"] <= metrics["flops_dense"]
+    assert 0 < metrics["params"] < metrics["params_total"]
+    assert {a["method"] for a in metrics["allocation"].values()} == {"lora", "ia3", "frozen"}
+    order = metrics["scan_order"]
+    assert order["path_cost_after"] <= order["path_cost_before"] + 1e-9
+    assert math.isfinite(metrics["latency_ms"]) and metrics["latency_ms"] > 0
+    saved = {p.name for p in result.save(tmp_path)}
+    assert {"metrics.json", "config.yaml", "order.json", "adapter.safetensors"} <= saved
+    assert "masks.safetensors" in saved
+
+
+def test_the_same_seed_gives_the_same_metrics():
+    workload = tiny_workload()
+    runs = [run_trial(tiny_config_for_trials(), workload, latency=False) for _ in range(2)]
+    keep = ("accuracy", "flops", "flops_dense", "params", "params_masked", "allocation", "sparsity")
+    first, second = ({k: r.metrics[k] for k in keep} for r in runs)
+    assert first == second
+    assert runs[0].orders == runs[1].orders
+
+
+def test_a_non_finite_loss_fails_the_trial_cleanly():
+    workload = tiny_workload()
+    with torch.no_grad():
+        workload.base.backbone.embedding.weight[0, 0] = float("nan")
+    with pytest.raises(TrialFailed, match="non-finite calibration statistics"):
+        run_trial(tiny_config_for_trials(), workload, latency=False)
+    no_order = tiny_config_for_trials(scan_order={"method": "identity"})
+    with pytest.raises(TrialFailed, match="non-finite loss .* at mask learning step 0"):
+        run_trial(no_order, workload, latency=False)
+
+
+def test_the_report_callback_stops_a_trial_early():
+    with pytest.raises(TrialPruned) as stopped:
+        run_trial(tiny_config_for_trials(), tiny_workload(), report=lambda s, a: True)
+    assert stopped.value.step == 3
+
+
+def test_effective_flops_drop_by_the_hand_computed_path_of_a_dead_channel():
+    # d_model 16, d_inner 32, d_state 4, dt_rank 1, d_conv 4; one sequence of 8 tokens
+    model = randomise_(MambaClassifier(tiny_config(), num_labels=3)).eval()
+    masks = attach_masks(model, ["in_proj.x", "in_proj.z", "x_proj.dt", "x_proj.B", "x_proj.C",
+                                 "dt_proj", "out_proj", "conv1d"], layers=[0])  # fmt: skip
+    with torch.no_grad():
+        masks[0].logits["channel"][7] = -1.0
+    dense, effective = dense_and_effective_flops(model, seq_len=8)
+    assert dense.total == sum(analytic_flops(tiny_config(), 8, num_labels=3).values())
+    saved = {
+        "in_proj": 2 * 16 * 8,  # the channel's x and z rows over 8 tokens
+        "conv1d": 4 * (8 + 3),  # 4 taps over the 11 outputs nn.Conv1d computes
+        "": 8,  # its SiLU
+        "x_proj": (1 + 2 * 4) * 8,  # its column in the dt, B and C rows
+        "dt_proj": 1 * 8,
+        "selective_scan": 5 * 8 * 4 + 5 * 8,  # 5 per state entry, 5 per step
+        "out_proj": 16 * 8,
+    }
+    for key, value in saved.items():
+        name = "backbone.layers.0.mixer" + (f".{key}" if key else "")
+        assert dense.by_module[name] - effective.by_module[name] == value, key
+    assert dense.total - effective.total == sum(saved.values()) == 716
