@@ -119,6 +119,182 @@ def bench_scan(
         console.print(f"wrote {json_path}")
 
 
+TASK_HELP = (
+    "digits (default), selective-copy, induction, mqar, text:PATH or hf:NAME; "
+    "options as NAME?KEY=VALUE,..."
+)
+MODEL_HELP = "A checkpoint directory or Hub id (default: the built-in base model of the task)."
+
+
+def _summary_table(title: str, rows: list[dict]) -> Table:
+    """A rich table of metric rows (first column left-aligned)."""
+    table = Table(title=title)
+    columns = list(rows[0]) if rows else []
+    for index, column in enumerate(columns):
+        table.add_column(column, justify="left" if index == 0 else "right")
+    for row in rows:
+        table.add_row(*(_cell(row[c]) for c in columns))
+    return table
+
+
+def _cell(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return "-" if value is None else f"{value:,}" if isinstance(value, int) else str(value)
+
+
+def _workload(task: str, model: str | None, seed: int):
+    """The task and base model, with a status line while a base model pretrains."""
+    from autohm.trial import Workload
+
+    with console.status(f"loading task {task} and its base model (pretrained on first use)"):
+        return Workload.load(task, model, seed=seed)
+
+
+@app.command()
+def pretrain(
+    task: str = typer.Option("digits", help=TASK_HELP),
+    out: Path | None = typer.Option(None, help="Directory to write (default: the cache)."),
+    steps: int = typer.Option(600, min=1, help="Next-token training steps."),
+    seed: int = typer.Option(0, help="Seed of the splits and of the training."),
+) -> None:
+    """Pretrain the tiny base model of a task (next-token prediction on its training split)."""
+    from autohm import pretrain as base
+    from autohm.tasks import load_task
+
+    loaded = load_task(task, seed=seed)
+    target = out or base.cache_dir() / "pretrained" / base.base_model_name(loaded)
+    with console.status("pretraining") as status:
+
+        def progress(step: int, loss: float) -> None:
+            status.update(f"pretraining: step {step + 1}/{steps}, loss {loss:.3f}")
+
+        lm = base.pretrain(loaded, steps=steps, seed=seed, progress=progress)
+    lm.save_pretrained(target)
+    console.print(f"wrote {target}")
+
+
+@app.command()
+def train(
+    config: Path = typer.Option(..., help="A trial configuration YAML (autohm export writes one)."),
+    task: str = typer.Option("digits", help=TASK_HELP),
+    model: str | None = typer.Option(None, help=MODEL_HELP),
+    out: Path = typer.Option(
+        Path("autohm-run"), help="Directory for metrics, adapter, masks, export."
+    ),
+    seed: int | None = typer.Option(None, help="Override train.seed of the configuration."),
+) -> None:
+    """Train one configuration at full fidelity; write metrics.json, adapter, masks, PEFT export."""
+    from autohm.config import TrialConfig
+    from autohm.runs import SUMMARY_KEYS, train_and_save
+
+    trial_config = TrialConfig.load(config)
+    if seed is not None:
+        trial_config.train.seed = seed
+    workload = _workload(task, model, seed=0)
+    with console.status("training (scan order, masks, adapters, evaluation, measurement)"):
+        result = train_and_save(trial_config, workload, out)
+    metrics = result.metrics
+    console.print(
+        _summary_table(
+            "autohm train", [{"metric": k, "value": metrics.get(k)} for k in SUMMARY_KEYS]
+        )
+    )
+    console.print(f"wrote {out}")
+
+
+@app.command()
+def baselines(
+    task: str = typer.Option("digits", help=TASK_HELP),
+    model: str | None = typer.Option(None, help=MODEL_HELP),
+    out: Path = typer.Option(Path("autohm-baselines"), help="Directory for baselines.csv/json."),
+    config: Path | None = typer.Option(
+        None, help="Take training settings from this configuration."
+    ),
+) -> None:
+    """Measure full fine-tuning, linear probing, LoRA-only and IA3-only on the same base model."""
+    from autohm.config import TrialConfig
+    from autohm.runs import run_baselines
+
+    like = TrialConfig.load(config) if config else None
+    workload = _workload(task, model, seed=0)
+    with console.status("training the four baselines"):
+        table = run_baselines(workload, out, like)
+    console.print(_summary_table("baselines", table.to_dict("records")))
+    console.print(f"wrote {out / 'baselines.csv'}")
+
+
+@app.command()
+def search(
+    budget: int = typer.Option(100, min=1, help="Finished trials the study should hold in all."),
+    task: str | None = typer.Option(None, help="Task spec (default: the space's, else digits)."),
+    model: str | None = typer.Option(None, help="Base checkpoint directory or Hub id."),
+    space: str = typer.Option("default", help="Built-in space name or a YAML file."),
+    study: str | None = typer.Option(None, help="Study name (default: SPACE-TASK)."),
+    storage: str | None = typer.Option(
+        None, help="Optuna storage URL or SQLite file (default: OUT/autohm.db)."
+    ),
+    sampler: str = typer.Option("tpe", help="tpe, nsga2, gp or random."),
+    n_jobs: int = typer.Option(1, "--n-jobs", min=1, help="Trials run in parallel threads."),
+    seed: int | None = typer.Option(0, help="Sampler seed."),
+    max_params: float | None = typer.Option(None, help="Constraint: trainable parameters."),
+    max_latency_ms: float | None = typer.Option(None, help="Constraint: latency in ms."),
+    prune: str | None = typer.Option(
+        None, help="Multi-fidelity early stop: median, halving or none (default: the space's)."
+    ),
+    baselines: bool = typer.Option(False, help="Also enqueue the space's baselines first."),
+    heartbeat: int = typer.Option(60, min=1, help="Seconds between heartbeats of a trial."),
+    out: Path = typer.Option(Path("."), help="Directory for the default storage and artefacts."),
+) -> None:
+    """Search the recipe's knobs for the Pareto front of accuracy, FLOPs, parameters, latency."""
+    import warnings
+
+    import optuna
+
+    from autohm.search.progress import SearchProgress
+    from autohm.search.space import load_space
+    from autohm.search.storage import locate
+    from autohm.search.study import SearchSettings, run_search
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # the progress lines say it all
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    settings = SearchSettings.from_options(
+        load_space(space), budget=budget, task=task, model=model, study=study, storage=storage,
+        out=out, sampler=sampler, n_jobs=n_jobs, seed=seed, max_params=max_params,
+        max_latency_ms=max_latency_ms, prune=prune, baselines=baselines, heartbeat_s=heartbeat,
+    )  # fmt: skip
+    progress = SearchProgress(console, budget, n_jobs)
+    try:
+        result = run_search(settings, callbacks=[progress], on_start=progress.header)
+    except KeyboardInterrupt:
+        console.print("interrupted: completed trials are stored; rerun the command to resume")
+        raise typer.Exit(130) from None
+    progress.summary(result)
+    console.print(
+        f"pick one: autohm export --study {result.study_name} "
+        f"--storage {locate(storage, out).shown}",
+        highlight=False,
+    )
+
+
+@app.command()
+def export(
+    study: str | None = typer.Option(None, help="Study name (optional if the storage has one)."),
+    storage: str | None = typer.Option(None, help="Storage URL or SQLite file (./autohm.db)."),
+    pick: str = typer.Option(
+        "knee", help="knee, max-accuracy, min-flops, min-params, min-latency or trial:N."
+    ),
+    min_accuracy: float | None = typer.Option(None, help="Only trials at least this accurate."),
+    out: Path | None = typer.Option(None, help="YAML file to write (default STUDY-trialN.yaml)."),
+) -> None:
+    """Write a searched configuration as YAML for `autohm train --config FILE`."""
+    from autohm.search.export import export_trial
+    from autohm.search.storage import existing_study
+
+    path, trial = export_trial(existing_study(storage, study), pick, out, min_accuracy)
+    console.print(f"wrote {path} (trial {trial.number}, {trial.state.name})", highlight=False)
+
+
 def main() -> None:
     """Entry point of the console script: run the app, turning AutohmError into one line."""
     try:

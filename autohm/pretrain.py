@@ -19,7 +19,7 @@ from autohm.tasks import Task
 from autohm.training import batches, optimiser_step
 
 BUILT_IN = Path(__file__).parent / "pretrained"
-BASE_SHAPE = dict(d_model=32, n_layer=2, d_state=8, d_conv=4, expand=2)
+BASE_SHAPE = dict(d_model=64, n_layer=2, d_state=8, d_conv=4, expand=2)
 PRETRAIN_STEPS = 600
 PRETRAIN_BATCH = 64
 PRETRAIN_LR = 3e-3
