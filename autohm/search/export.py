@@ -1,0 +1,60 @@
+"""`autohm export`: the picked trial's configuration as a YAML file that `autohm train --config
+FILE` reads (the `config:` key), with its metrics under `metrics:` and where it came from under
+`source:`, and a comment header that says the same for a human."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import optuna
+import yaml
+from optuna.trial import FrozenTrial
+
+from autohm.config import TrialConfig
+from autohm.results import trials_frame
+from autohm.search.objectives import OBJECTIVES
+from autohm.search.selection import pick
+
+
+def export_trial(
+    study: optuna.Study,
+    rule: str = "knee",
+    path: Path | None = None,
+    min_accuracy: float | None = None,
+) -> tuple[Path, FrozenTrial]:
+    """Write the trial `rule` picks; returns the file and the trial."""
+    trials = study.get_trials(deepcopy=False)
+    row = pick(trials_frame(trials), rule, min_accuracy)
+    trial = next(t for t in trials if t.number == row["number"])
+    source = f"study {study.study_name} trial {trial.number}"
+    config = TrialConfig.from_dict(trial.user_attrs.get("config", {}), source=source)
+    metrics = {k: v for k, v in trial.user_attrs.get("metrics", {}).items() if _scalar(v)}
+    document = {
+        "config": config.model_dump(mode="json"),
+        "metrics": metrics,
+        "source": {
+            "study": study.study_name,
+            "trial": trial.number,
+            "state": trial.state.name,
+            "pick": rule,
+        },  # fmt: skip
+    }
+    path = path or Path(f"{study.study_name}-trial{trial.number}.yaml")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(_header(source, rule, metrics) + yaml.safe_dump(document, sort_keys=False))
+    return path, trial
+
+
+def _header(source: str, rule: str, metrics: dict[str, Any]) -> str:
+    shown = ", ".join(f"{name} {metrics[name]:.6g}" for name in OBJECTIVES if name in metrics)
+    lines = [
+        f"# autohm export: {source}, picked by {rule}",
+        f"# {shown}" if shown else "# (no metrics recorded)",
+        "# train it: autohm train --config THIS_FILE",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _scalar(value: Any) -> bool:
+    return isinstance(value, str | int | float | bool) or value is None

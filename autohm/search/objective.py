@@ -1,0 +1,174 @@
+"""One search trial as Optuna sees it: suggest a configuration, run it with the multi-fidelity
+early stop, and record everything in the study — the configuration and metrics (user
+attributes), the constraints, the artefacts (artifact store) and the hypervolume so far — or
+why it failed, stopped or was interrupted."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import tempfile
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.artifacts import FileSystemArtifactStore, upload_artifact
+from optuna.trial import FrozenTrial, TrialState
+
+from autohm.config import ConfigError
+from autohm.results import anchor_metrics, feasible
+from autohm.search.fidelity import EarlyStop
+from autohm.search.objectives import OBJECTIVES, normalised_hypervolume
+from autohm.search.space import SearchSpace, suggest
+from autohm.trial import TrialFailed, TrialPruned
+
+
+class TrialFailure(Exception):
+    """A trial recorded as FAIL with its reason; the search goes on."""
+
+
+def counts_toward_budget(trial: FrozenTrial) -> bool:
+    """Finished for the budget: complete, stopped early, or failed by its own configuration
+    (not interrupted, stale or surplus trials, which say nothing about the configuration)."""
+    if trial.state in (TrialState.COMPLETE, TrialState.PRUNED):
+        return True
+    return trial.state == TrialState.FAIL and "fail_reason" in trial.user_attrs
+
+
+@dataclass
+class Objective:
+    """The callable handed to study.optimize; returns (accuracy, flops, params, latency_ms)."""
+
+    space: SearchSpace
+    workload: Any
+    runner: Callable
+    budget: int
+    artifacts: Path
+    early_stop: EarlyStop = field(default_factory=EarlyStop)
+    limits: Mapping[str, float] = field(default_factory=dict)  # objective name -> maximum
+    stop: threading.Event = field(default_factory=threading.Event)  # set by Ctrl-C
+    main_busy: bool = field(default=False, init=False)  # the main thread is inside a trial
+
+    def __call__(self, trial: optuna.Trial) -> tuple[float, ...]:
+        main = threading.current_thread() is threading.main_thread()
+        self.main_busy = main
+        try:
+            if self.stop.is_set():
+                raise KeyboardInterrupt
+            return self._run(trial)
+        except KeyboardInterrupt:
+            trial.set_user_attr("interrupted", True)
+            raise
+        finally:
+            if main:
+                self.main_busy = False
+
+    def _run(self, trial: optuna.Trial) -> tuple[float, ...]:
+        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
+        if self._surplus(trial):
+            trial.set_user_attr("surplus", True)
+            trial.study.stop()
+            raise TrialFailure("the budget was reached by other trials")
+        try:
+            config = suggest(trial, self.space)
+        except ConfigError as error:
+            raise _failure(trial, f"invalid combination: {error}") from None
+        trial.set_user_attr("config", config.model_dump(mode="json"))
+        try:
+            result = self.runner(config, self.workload, report=self._reporter(trial))
+        except TrialPruned as stopped:
+            trial.set_user_attr("pruned_at_step", stopped.step)
+            trial.set_user_attr("accuracy_at_stop", stopped.accuracy)
+            raise optuna.TrialPruned(str(stopped)) from None
+        except TrialFailed as error:
+            raise _failure(trial, str(error)) from None
+        return self._record(trial, result)
+
+    def _surplus(self, trial: optuna.Trial) -> bool:
+        """Whether the trials numbered before this one (finished or running) fill the budget:
+        with several workers, the last ones to start give way."""
+        earlier = trial.study.get_trials(deepcopy=False)
+        running = TrialState.RUNNING
+        ahead = [
+            t
+            for t in earlier
+            if t.number < trial.number and (counts_toward_budget(t) or t.state == running)
+        ]
+        return len(ahead) >= self.budget
+
+    def _reporter(self, trial: optuna.Trial) -> Callable[[int, float], bool]:
+        """report(step, accuracy): record the accuracy, then tell whether to stop early
+        (baselines are references and always run to the end)."""
+        seen: dict[str, float] = {}
+        exempt = "baseline" in trial.user_attrs
+
+        def report(step: int, accuracy: float) -> bool:
+            if self.stop.is_set():
+                raise KeyboardInterrupt
+            seen[str(step)] = float(accuracy)
+            trial.set_user_attr("fidelity", dict(seen))
+            if exempt:
+                return False
+            completed = trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+            others = [
+                t.user_attrs["fidelity"][str(step)]
+                for t in completed
+                if str(step) in t.user_attrs.get("fidelity", {})
+            ]
+            return self.early_stop.should_stop(accuracy, others)
+
+        return report
+
+    def _record(self, trial: optuna.Trial, result: Any) -> tuple[float, ...]:
+        metrics = _plain(result.metrics)
+        values = tuple(float(metrics[name]) for name in OBJECTIVES)
+        trial.set_user_attr("metrics", metrics)
+        for name, limit in self.limits.items():
+            trial.set_constraint(name, metrics[name] - limit)
+        ok = all(metrics[name] <= limit for name, limit in self.limits.items())
+        trial.set_user_attr("feasible", ok)
+        trial.set_user_attr("artifacts", self._upload(trial, result))
+        trial.set_user_attr("hypervolume", self._hypervolume(trial, values, metrics, ok))
+        return values
+
+    def _upload(self, trial: optuna.Trial, result: Any) -> dict[str, str]:
+        """The trial's files (metrics, config, order, masks, adapter) into the artifact store;
+        returns file name -> artifact id."""
+        self.artifacts.mkdir(parents=True, exist_ok=True)
+        store = FileSystemArtifactStore(str(self.artifacts))
+        with tempfile.TemporaryDirectory() as directory:
+            return {
+                path.name: upload_artifact(
+                    artifact_store=store, file_path=str(path), study_or_trial=trial
+                )
+                for path in result.save(directory)
+            }
+
+    def _hypervolume(self, trial: optuna.Trial, values: tuple, metrics: dict, ok: bool) -> float:
+        """The hypervolume of the feasible front once this trial is added."""
+        completed = trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        points = [t.values for t in completed if feasible(t)] + ([values] if ok else [])
+        return normalised_hypervolume(points, anchor_metrics(completed) or metrics)
+
+
+def _failure(trial: optuna.Trial, reason: str) -> TrialFailure:
+    """Record why the trial failed; the caller raises the returned error."""
+    trial.set_user_attr("fail_reason", reason)
+    return TrialFailure(reason)
+
+
+def _plain(metrics: dict) -> dict:
+    """Metrics as plain JSON values (numpy and torch scalars become numbers)."""
+
+    def convert(value: Any) -> Any:
+        if hasattr(value, "item"):
+            return value.item()
+        if hasattr(value, "tolist"):
+            return value.tolist()
+        raise TypeError(f"cannot store {type(value).__name__} in a study")
+
+    return json.loads(json.dumps(metrics, default=convert))

@@ -1,0 +1,102 @@
+"""The four objectives and the geometry of their front: dominance, the normalisation that makes
+them comparable, and the hypervolume.
+
+Hypervolume units (documented in the README): every objective becomes a loss to minimise and is
+divided by a fixed scale, so that the reference point is (1, 1, 1, 1) and the hypervolume is the
+fraction of that unit box the front dominates, in [0, 1]:
+
+    accuracy   -> 1 - accuracy                       (reference: accuracy 0)
+    flops      -> flops / (1.1 * flops_dense)        (reference: 110% of the dense model's)
+    params     -> params / (1.1 * params_total)      (reference: 110% of all weights trainable)
+    latency_ms -> latency_ms / (2 * anchor latency)  (reference: twice the anchor's latency)
+
+The margins let the dense model and full fine-tuning still count. The anchor is the study's
+completed trial with the lowest number (the enqueued default configuration when the study
+started with it), so the units are fixed once that trial exists.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+OBJECTIVES = ("accuracy", "flops", "params", "latency_ms")
+DIRECTIONS = ("maximize", "minimize", "minimize", "minimize")
+MARGIN = 1.1  # the reference point lies this far beyond the dense model and full fine-tuning
+
+
+def scales(anchor: Mapping[str, float]) -> np.ndarray:
+    """The divisors of the loss units from the anchor trial's metrics (objective values alone
+    suffice: a missing dense count falls back to twice the anchor's own value)."""
+    flops = MARGIN * (anchor.get("flops_dense") or 2 * anchor["flops"])
+    params = MARGIN * (anchor.get("params_total") or 2 * anchor["params"])
+    return np.array([1.0, flops, params, 2 * anchor["latency_ms"]], dtype=float)
+
+
+def to_loss(values: Sequence[Sequence[float]], scale: np.ndarray) -> np.ndarray:
+    """Objective vectors (accuracy, flops, params, latency_ms) as normalised losses; the
+    reference point is all ones."""
+    points = np.asarray(values, dtype=float).reshape(-1, len(OBJECTIVES))
+    losses = points.copy()
+    losses[:, 0] = 1.0 - points[:, 0]
+    return losses / scale
+
+
+def minimised(values: Sequence[Sequence[float]]) -> np.ndarray:
+    """Objective vectors with accuracy negated, so that every column is minimised."""
+    points = np.asarray(values, dtype=float).reshape(-1, len(OBJECTIVES)).copy()
+    points[:, 0] = -points[:, 0]
+    return points
+
+
+def pareto_mask(losses: np.ndarray) -> np.ndarray:
+    """True for the points no other point dominates (all columns minimised; equal points are
+    all kept)."""
+    losses = np.asarray(losses, dtype=float)
+    if len(losses) == 0:
+        return np.zeros(0, dtype=bool)
+    no_worse = (losses[:, None, :] <= losses[None, :, :]).all(-1)
+    better = (losses[:, None, :] < losses[None, :, :]).any(-1)
+    return ~(no_worse & better).any(axis=0)
+
+
+def hypervolume(losses: np.ndarray, reference: Sequence[float] | None = None) -> float:
+    """The volume dominated by `losses` (minimised) and bounded by `reference` (default: all
+    ones); exact, by slicing along the last objective (fine for fronts of a few hundred points
+    in 4-D)."""
+    losses = np.asarray(losses, dtype=float)
+    if losses.ndim != 2 or len(losses) == 0:
+        return 0.0
+    ref = np.ones(losses.shape[1]) if reference is None else np.asarray(reference, dtype=float)
+    inside = losses[(losses < ref).all(axis=1)]
+    if len(inside) == 0:
+        return 0.0
+    return float(_sliced(inside[pareto_mask(inside)], ref))
+
+
+def _sliced(points: np.ndarray, ref: np.ndarray) -> float:
+    if points.shape[1] == 1:
+        return float(ref[0] - points[:, 0].min())
+    if points.shape[1] == 2:
+        staircase = points[np.argsort(points[:, 0], kind="stable")]
+        lowest = np.minimum.accumulate(staircase[:, 1])
+        widths = np.diff(np.append(staircase[:, 0], ref[0]))
+        return float(np.sum(widths * (ref[1] - lowest)))
+    ordered = points[np.argsort(points[:, -1], kind="stable")]
+    tops = np.append(ordered[1:, -1], ref[-1])
+    total = 0.0
+    for i in range(len(ordered)):
+        depth = tops[i] - ordered[i, -1]
+        if depth > 0:
+            slab = ordered[: i + 1, :-1]
+            total += depth * _sliced(slab[pareto_mask(slab)], ref[:-1])
+    return total
+
+
+def normalised_hypervolume(values: Sequence[Sequence[float]], anchor: Mapping) -> float:
+    """The hypervolume of objective vectors in the units above (anchor: the anchor trial's
+    metrics)."""
+    if len(values) == 0:
+        return 0.0
+    return hypervolume(to_loss(values, scales(anchor)))

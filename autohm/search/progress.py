@@ -1,0 +1,125 @@
+"""What `autohm search` prints: a header, one line per finished trial (its objectives or why it
+stopped, the best accuracy so far, the front size, the hypervolume, the ETA) and a closing
+table of the Pareto front with the knee marked."""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import timedelta
+
+import optuna
+import pandas as pd
+from optuna.trial import FrozenTrial
+from rich.console import Console
+from rich.table import Table
+
+from autohm.results import trials_frame
+from autohm.search.objective import counts_toward_budget
+from autohm.search.selection import knee
+from autohm.search.storage import Location
+
+SUMMARY_CONFIG = {
+    "cfg.scan_order.method": "scan order",
+    "cfg.masking.granularity": "masks",
+    "cfg.peft.lora_quantile": "lora q",
+    "cfg.peft.rank": "rank",
+}
+
+
+class SearchProgress:
+    """Optuna trial callback that prints one line per trial; also the header and the summary."""
+
+    def __init__(self, console: Console, budget: int, n_jobs: int = 1) -> None:
+        self.console, self.budget, self.n_jobs = console, budget, n_jobs
+        self.started = time.monotonic()
+        self.done_here = 0
+        self.lock = threading.Lock()
+
+    def header(self, study: optuna.Study, location: Location) -> None:
+        done = sum(counts_toward_budget(t) for t in study.get_trials(deepcopy=False))
+        self.console.print(
+            f"study [bold]{study.study_name}[/] in {location.shown}: {done}/{self.budget} trials "
+            f"finished; artefacts in {location.artifacts}",
+            highlight=False,
+        )
+
+    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        trials = study.get_trials(deepcopy=False)
+        table = trials_frame(trials)
+        with self.lock:
+            self.done_here += counts_toward_budget(trial)
+            done = sum(counts_toward_budget(t) for t in trials)
+            self.console.print(
+                f"[{done:>{len(str(self.budget))}}/{self.budget}] trial {trial.number:<4} "
+                f"{describe(trial)} | {standing(table)} | ETA {self._eta(done)}",
+                highlight=False,
+            )
+
+    def _eta(self, done: int) -> str:
+        if self.done_here == 0:
+            return "?"
+        per_trial = (time.monotonic() - self.started) / self.done_here
+        remaining = max(self.budget - done, 0) * per_trial
+        return str(timedelta(seconds=round(remaining)))
+
+    def summary(self, study: optuna.Study) -> None:
+        """The Pareto front as a table, the knee marked with *."""
+        table = trials_frame(study.get_trials(deepcopy=False))
+        front = table[table["pareto"]] if len(table) else table
+        if front.empty:
+            self.console.print("no completed trial meets the constraints yet")
+            return
+        best = front.index[knee(front)]
+        completed = int((table["state"] == "COMPLETE").sum())
+        title = f"Pareto front of {study.study_name}: {len(front)} of {completed} completed trials"
+        view = Table(title=title)
+        columns = ["trial", "accuracy", "MFLOPs", "params", "ms"]
+        configs = [c for c in SUMMARY_CONFIG if c in front.columns]
+        for column in columns + [SUMMARY_CONFIG[c] for c in configs]:
+            view.add_column(column, justify="right" if column in columns else "left")
+        for index, row in front.sort_values("accuracy", ascending=False).iterrows():
+            mark = "*" if index == best else ""
+            view.add_row(
+                f"{row['number']}{mark}", f"{row['accuracy']:.4f}", f"{row['flops'] / 1e6:.3f}",
+                f"{row['params']:,.0f}", f"{row['latency_ms']:.3f}",
+                *(_short(row[c]) for c in configs),
+            )  # fmt: skip
+        self.console.print(view)
+        self.console.print("* the knee (autohm export picks it by default)", highlight=False)
+
+
+def describe(trial: FrozenTrial) -> str:
+    """The trial's outcome in a few words."""
+    attrs = trial.user_attrs
+    if trial.state.name == "COMPLETE":
+        accuracy, flops, params, latency = trial.values
+        flag = "" if attrs.get("feasible", True) else " [yellow]infeasible[/]"
+        return (
+            f"acc {accuracy:.4f} flops {flops / 1e6:.3f}M params {params:,.0f} "
+            f"latency {latency:.3f} ms{flag}"
+        )
+    if trial.state.name == "PRUNED":
+        return (
+            f"[dim]stopped early at step {attrs.get('pruned_at_step')} "
+            f"(acc {attrs.get('accuracy_at_stop', float('nan')):.4f})[/]"
+        )
+    if attrs.get("interrupted"):
+        return "[yellow]interrupted[/]"
+    if attrs.get("surplus"):
+        return "[dim]not run: budget reached[/]"
+    return f"[red]failed[/]: {attrs.get('fail_reason', 'see the log')}"
+
+
+def standing(table: pd.DataFrame) -> str:
+    """Best accuracy among feasible completed trials, front size and latest hypervolume."""
+    if table.empty or not table["pareto"].any():
+        return "no front yet"
+    done = table[(table["state"] == "COMPLETE") & table["feasible"]]
+    hypervolume = table["hypervolume"].dropna()
+    shown = f" HV {hypervolume.iloc[-1]:.4f}" if len(hypervolume) else ""
+    return f"best acc {done['accuracy'].max():.4f} front {int(table['pareto'].sum())}{shown}"
+
+
+def _short(value: object) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else str(value)

@@ -1,0 +1,139 @@
+"""Where a study lives: the storage URL (a local SQLite file by default, PostgreSQL for workers
+on several machines), the artifact directory next to it, and the heartbeat that fails and
+retries the running trials of dead workers."""
+
+from __future__ import annotations
+
+import random
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import optuna
+import sqlalchemy
+
+from autohm.errors import AutohmError
+
+DEFAULT_FILE = "autohm.db"
+RETRIES = 2  # how often a trial of a dead worker is retried
+OPEN_ATTEMPTS = 5
+
+
+class StorageError(AutohmError):
+    """A storage URL or study that cannot be opened; the message names it."""
+
+
+@dataclass(frozen=True)
+class Location:
+    """A storage URL and the artifact directory that goes with it."""
+
+    url: str
+    artifacts: Path
+
+    @property
+    def shown(self) -> str:
+        """The URL without its password, for messages."""
+        return sqlalchemy.engine.make_url(self.url).render_as_string(hide_password=True)
+
+
+def locate(storage: str | None, out: Path) -> Location:
+    """`storage` as a URL (a plain path is a SQLite file, a directory holds autohm.db; none:
+    autohm.db in `out`) and its
+    artifact directory: `<file stem>_artifacts/` beside a SQLite file, else `out/artifacts/`."""
+    url = storage or str(out / DEFAULT_FILE)
+    if "://" not in url:
+        path = Path(url).expanduser()
+        url = f"sqlite:///{(path / DEFAULT_FILE if path.is_dir() else path).resolve()}"
+    file = sqlite_file(url)
+    artifacts = file.with_name(f"{file.stem}_artifacts") if file else out / "artifacts"
+    return Location(url, artifacts.resolve())
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The database file of a sqlite:/// URL (None for other URLs and in-memory SQLite)."""
+    prefix = "sqlite:///"
+    if not url.startswith(prefix) or url[len(prefix) :] in ("", ":memory:"):
+        return None
+    return Path(url[len(prefix) :])
+
+
+def open_storage(
+    location: Location, heartbeat_s: int | None = None, must_exist: bool = False
+) -> optuna.storages.RDBStorage:
+    """The RDB storage; with `heartbeat_s`, running trials send a heartbeat and those silent for
+    twice as long are failed and retried (up to RETRIES times) by the next worker."""
+    file = sqlite_file(location.url)
+    if file is not None:
+        if must_exist and not file.is_file():
+            raise StorageError(f"no study storage at {file} (run autohm search first, or pass "
+                               "--storage)")  # fmt: skip
+        file.parent.mkdir(parents=True, exist_ok=True)
+    engine = {"connect_args": {"timeout": 60}} if file else {"pool_pre_ping": True}
+    for _ in range(OPEN_ATTEMPTS):
+        try:
+            with warnings.catch_warnings():  # the heartbeat is "experimental" in Optuna
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                storage = optuna.storages.RDBStorage(
+                    location.url, engine_kwargs=engine, **_heartbeat(heartbeat_s)
+                )
+            if file is not None:
+                _lock_sqlite_transactions(storage.engine)
+            return storage
+        except ImportError as error:
+            raise StorageError(
+                f"storage {location.shown}: {error} (postgresql:// needs psycopg 3: "
+                "pip install 'psycopg[binary]'; postgresql+psycopg2:// needs psycopg2-binary)"
+            ) from None
+        except sqlalchemy.exc.IntegrityError:
+            # workers that start together on an empty database race to create the tables
+            time.sleep(0.5 + random.random())
+        except (sqlalchemy.exc.SQLAlchemyError, ValueError) as error:
+            detail = " ".join(str(error).split("\n")[0].split())
+            raise StorageError(f"cannot open storage {location.shown}: {detail}") from None
+    raise StorageError(f"cannot open storage {location.shown}: tables could not be created")
+
+
+def _lock_sqlite_transactions(engine: sqlalchemy.engine.Engine) -> None:
+    """Run every SQLite transaction under the write lock (BEGIN IMMEDIATE). SQLite ignores the
+    SELECT ... FOR UPDATE with which Optuna claims a waiting trial, so without this two threads
+    or processes can both run the same enqueued trial (and the second fails to tell it)."""
+
+    @sqlalchemy.event.listens_for(engine, "connect")
+    def _explicit_transactions(connection, record) -> None:  # noqa: ANN001
+        connection.isolation_level = None  # pysqlite: no implicit BEGIN, SQLAlchemy's instead
+
+    @sqlalchemy.event.listens_for(engine, "begin")
+    def _begin_immediate(connection) -> None:  # noqa: ANN001
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    engine.dispose()  # pooled connections were opened without the listeners
+
+
+def _heartbeat(seconds: int | None) -> dict:
+    """RDBStorage options: heartbeats every `seconds`, stale after two, retried RETRIES times."""
+    if not seconds:
+        return {}
+    retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=RETRIES)
+    return dict(
+        heartbeat_interval=seconds, grace_period=2 * seconds, heartbeat_stale_trial_callback=retry
+    )
+
+
+def study_name(storage: optuna.storages.BaseStorage, location: Location, name: str | None) -> str:
+    """`name` when the storage holds it; without a name, the storage's only study."""
+    names = optuna.get_all_study_names(storage)
+    if name is None and len(names) == 1:
+        return names[0]
+    if name in names:
+        return name
+    listed = ", ".join(names) or "none"
+    asked = "no --study given" if name is None else f"no study {name!r}"
+    raise StorageError(f"{location.shown}: {asked}; studies there: {listed}")
+
+
+def existing_study(storage: str | None, name: str | None, out: Path = Path(".")) -> optuna.Study:
+    """An existing study for reading (export, the app): the storage must already exist."""
+    location = locate(storage, out)
+    opened = open_storage(location, must_exist=True)
+    return optuna.load_study(study_name=study_name(opened, location, name), storage=opened)

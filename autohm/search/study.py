@@ -1,0 +1,239 @@
+"""Create or resume a study and run trials until `budget` trials are finished, across runs and
+workers: four directions with metric names, a sampler, the warm start, the budget callback, the
+heartbeat of the storage and a clean stop on Ctrl-C.
+
+Resuming: rerunning the same command opens the same study and runs only the missing trials.
+Finished means complete, stopped early (pruned) or failed by its own configuration; trials that
+were interrupted, abandoned by a dead worker (failed by the heartbeat, then retried) or started
+after the budget was already full do not count.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import signal
+import threading
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import optuna
+
+from autohm import __version__
+from autohm.errors import AutohmError
+from autohm.search.fidelity import RULES, EarlyStop
+from autohm.search.objective import Objective, TrialFailure, counts_toward_budget
+from autohm.search.objectives import DIRECTIONS, OBJECTIVES
+from autohm.search.space import SearchSpace
+from autohm.search.storage import Location, locate, open_storage
+from autohm.trial import Workload, run_trial
+
+SAMPLERS = ("tpe", "nsga2", "gp", "random")
+IDENTITY = ("task", "model", "space_parameters")  # a resumed study must agree on these
+
+
+@dataclass
+class SearchSettings:
+    """Everything `autohm search` decides before the first trial."""
+
+    budget: int
+    space: SearchSpace
+    task: str = "digits"
+    model: str | None = None
+    study: str | None = None
+    storage: str | None = None
+    out: Path = Path(".")
+    sampler: str = "tpe"
+    n_jobs: int = 1
+    seed: int | None = 0
+    max_params: float | None = None
+    max_latency_ms: float | None = None
+    prune: str = "median"
+    prune_min_trials: int = 4
+    baselines: bool = False
+    heartbeat_s: int | None = 60
+    limits: dict[str, float] = field(init=False)
+
+    @classmethod
+    def from_options(cls, space: SearchSpace, **options: Any) -> SearchSettings:
+        """Settings from command-line options; options left as None take the space file's
+        `settings` (task, model, prune, prune_min_trials), then the defaults."""
+        given = {key: value for key, value in options.items() if value is not None}
+        return cls(space=space, **{**space.settings, **given})
+
+    def __post_init__(self) -> None:
+        self.out = Path(self.out)
+        if self.budget < 1:
+            raise AutohmError(f"--budget must be at least 1, got {self.budget}")
+        _one_of("--sampler", self.sampler, SAMPLERS)
+        _one_of("--prune", self.prune, RULES)
+        if self.n_jobs < 1:
+            raise AutohmError(f"--n-jobs must be at least 1, got {self.n_jobs}")
+        limits = {"params": self.max_params, "latency_ms": self.max_latency_ms}
+        self.limits = {name: limit for name, limit in limits.items() if limit is not None}
+
+    @property
+    def study_name(self) -> str:
+        """--study, or `<space>-<task>` made safe for a name."""
+        return self.study or re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{self.space.name}-{self.task}")
+
+    def identity(self) -> dict[str, Any]:
+        parameters = json.loads(json.dumps(self.space.raw.get("parameters"), default=str))
+        return {"task": self.task, "model": self.model, "space_parameters": parameters}
+
+
+def open_study(settings: SearchSettings) -> tuple[optuna.Study, Location]:
+    """The study of `settings`: created with its directions, metric names and warm start, or
+    loaded and checked to be the same search."""
+    location = locate(settings.storage, settings.out)
+    storage = open_storage(location, settings.heartbeat_s)
+    existing = optuna.get_all_study_names(storage)
+    try:
+        study = optuna.create_study(
+            storage=storage, study_name=settings.study_name, directions=list(DIRECTIONS)
+        )
+        created = True
+    except optuna.exceptions.DuplicatedStudyError:
+        study = optuna.load_study(study_name=settings.study_name, storage=storage)
+        created = False
+    if created:
+        with warnings.catch_warnings():  # set_metric_names is "experimental" since Optuna 3.2
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names(list(OBJECTIVES))
+        study.set_user_attr("autohm", {**settings.identity(), "space": settings.space.source,
+                                       "version": __version__})  # fmt: skip
+        study.set_user_attr("artifacts", str(location.artifacts))
+        study.enqueue_trial(settings.space.warm_start(), user_attrs={"warm_start": "default"})
+    else:
+        _check_same_search(study, settings, location, existing)
+    if settings.baselines:
+        _enqueue_baselines(study, settings.space)
+    # a resumed run or a later worker continues with another seed, not the same proposals
+    seed = None if settings.seed is None else settings.seed + len(study.get_trials(deepcopy=False))
+    study.sampler = make_sampler(settings.sampler, seed, settings.budget)
+    return study, location
+
+
+def make_sampler(name: str, seed: int | None, budget: int) -> optuna.samplers.BaseSampler:
+    """tpe (Optuna's default for several objectives), nsga2 (population a quarter of the
+    budget, 4 to 50), gp or random; each honours the constraints."""
+    if name == "tpe":
+        return optuna.samplers.TPESampler(seed=seed, multivariate=True)
+    if name == "nsga2":
+        population = max(4, min(50, budget // 4))
+        return optuna.samplers.NSGAIISampler(seed=seed, population_size=population)
+    if name == "gp":
+        return optuna.samplers.GPSampler(seed=seed)
+    return optuna.samplers.RandomSampler(seed=seed)
+
+
+def finished(study: optuna.Study) -> int:
+    """Trials that count toward the budget."""
+    return sum(counts_toward_budget(t) for t in study.get_trials(deepcopy=False))
+
+
+def run_search(
+    settings: SearchSettings,
+    workload: Any = None,
+    runner: Callable | None = None,
+    callbacks: Sequence[Callable] = (),
+    on_start: Callable[[optuna.Study, Location], None] | None = None,
+) -> optuna.Study:
+    """Run trials until the study holds `budget` finished ones (none when it already does).
+    `workload` and `runner` default to autohm.trial's (the workload is loaded only when a
+    trial is to run);
+    `callbacks` are Optuna trial callbacks (progress). Ctrl-C marks the running trials as
+    interrupted and raises KeyboardInterrupt; completed trials are already stored."""
+    study, location = open_study(settings)
+    if on_start is not None:
+        on_start(study, location)
+    if finished(study) >= settings.budget:
+        return study
+    runner = runner or run_trial
+    workload = workload or Workload.load(settings.task, settings.model)
+    objective = Objective(
+        settings.space, workload, runner, settings.budget, location.artifacts,
+        EarlyStop(settings.prune, settings.prune_min_trials), settings.limits,
+    )  # fmt: skip
+    with _interruptible(study, objective):
+        study.optimize(
+            objective,
+            n_jobs=settings.n_jobs,
+            catch=(TrialFailure,),
+            callbacks=[_stop_at_budget(settings.budget), *callbacks],
+        )
+    return study
+
+
+def _stop_at_budget(budget: int) -> Callable[[optuna.Study, optuna.trial.FrozenTrial], None]:
+    """Optuna's MaxTrialsCallback with autohm's notion of a finished trial."""
+
+    def callback(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        if finished(study) >= budget:
+            study.stop()
+
+    return callback
+
+
+@contextmanager
+def _interruptible(study: optuna.Study, objective: Objective) -> Iterator[None]:
+    """The first Ctrl-C stops the search cleanly: no new trial starts, a trial running in the
+    main thread is interrupted at once, trials in worker threads at their next fidelity step,
+    each marked `interrupted`; then KeyboardInterrupt. A second Ctrl-C acts as usual."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.getsignal(signal.SIGINT)
+
+    def handler(signum: int, frame: Any) -> None:
+        objective.stop.set()
+        with contextlib.suppress(RuntimeError):  # only possible in the optimize loop's thread
+            study.stop()
+        signal.signal(signal.SIGINT, previous)
+        if objective.main_busy:
+            raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if objective.stop.is_set():
+        raise KeyboardInterrupt
+
+
+def _check_same_search(
+    study: optuna.Study, settings: SearchSettings, location: Location, existing: list[str]
+) -> None:
+    """A resumed study must have autohm's objectives and the same task, model and space."""
+    if settings.study_name not in existing:
+        return  # another worker created it a moment ago
+    if [d.name.lower() for d in study.directions] != list(DIRECTIONS):
+        raise AutohmError(f"study {study.study_name!r} in {location.shown} is not an autohm "
+                          "search (other objectives); pass another --study")  # fmt: skip
+    recorded = study.user_attrs.get("autohm", {})
+    for key in IDENTITY:
+        if key in recorded and recorded[key] != settings.identity()[key]:
+            was = "different parameters" if key == "space_parameters" else repr(recorded[key])
+            raise AutohmError(
+                f"study {study.study_name!r} in {location.shown} was created with {key} {was}; "
+                f"resume it with the same settings or pass another --study"
+            )
+
+
+def _enqueue_baselines(study: optuna.Study, space: SearchSpace) -> None:
+    """Enqueue the space's baselines that the study has not seen yet."""
+    seen = {t.user_attrs.get("baseline") for t in study.get_trials(deepcopy=False)}
+    for name, overrides in space.baselines.items():
+        if name not in seen:
+            study.enqueue_trial(space.warm_start(overrides), user_attrs={"baseline": name})
+
+
+def _one_of(option: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise AutohmError(f"{option} {value!r} is not one of {', '.join(allowed)}")
