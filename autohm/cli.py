@@ -284,15 +284,68 @@ def export(
     pick: str = typer.Option(
         "knee", help="knee, max-accuracy, min-flops, min-params, min-latency or trial:N."
     ),
+    trial: int | None = typer.Option(None, help="Export this trial number (same as trial:N)."),
     min_accuracy: float | None = typer.Option(None, help="Only trials at least this accurate."),
-    out: Path | None = typer.Option(None, help="YAML file to write (default STUDY-trialN.yaml)."),
+    max_params: float | None = typer.Option(None, help="Only trials with at most these params."),
+    max_latency_ms: float | None = typer.Option(None, help="Only trials at most this slow."),
+    format: str = typer.Option(
+        "yaml", help="yaml: the picked configuration; csv or parquet: every trial as a table."
+    ),
+    out: Path | None = typer.Option(None, "--out", "-o", help="File to write."),
 ) -> None:
-    """Write a searched configuration as YAML for `autohm train --config FILE`."""
-    from autohm.search.export import export_trial
+    """Write a searched configuration as YAML for `autohm train --config FILE`, or all trials."""
+    from autohm.search.export import export_table, export_trial
     from autohm.search.storage import existing_study
 
-    path, trial = export_trial(existing_study(storage, study), pick, out, min_accuracy)
-    console.print(f"wrote {path} (trial {trial.number}, {trial.state.name})", highlight=False)
+    opened = existing_study(storage, study)
+    if format != "yaml":
+        path = export_table(opened, format, out)
+        console.print(f"wrote {path}", highlight=False)
+        return
+    limits = {"params": max_params, "latency_ms": max_latency_ms}
+    limits = {key: value for key, value in limits.items() if value is not None}
+    rule = f"trial:{trial}" if trial is not None else pick
+    path, chosen = export_trial(opened, rule, out, min_accuracy, limits)
+    console.print(f"wrote {path} (trial {chosen.number}, {chosen.state.name})", highlight=False)
+
+
+@app.command()
+def ablate(
+    config: Path | None = typer.Option(None, help="The configuration to ablate around."),
+    study: str | None = typer.Option(None, help="Or: pick it from this study."),
+    storage: str | None = typer.Option(None, help="Storage URL or SQLite file of --study."),
+    pick: str = typer.Option("knee", help="Pick rule for --study (as in autohm export)."),
+    task: str = typer.Option("digits", help=TASK_HELP),
+    model: str | None = typer.Option(None, help=MODEL_HELP),
+    seeds: int = typer.Option(3, min=2, help="Seeds per variant (mean ± std, bootstrap)."),
+    out: Path = typer.Option(Path("autohm-ablation"), help="Directory for tables and plots."),
+) -> None:
+    """Measure what each pillar and their combination contribute around one configuration."""
+    from autohm.ablation import ablate as run_ablation
+    from autohm.ablation import write_report
+    from autohm.config import TrialConfig
+    from autohm.results import frame
+
+    if (config is None) == (study is None and storage is None):
+        raise AutohmError("give either --config FILE or --study NAME (with --storage)")
+    opened = None
+    if config is not None:
+        chosen = TrialConfig.load(config)
+    else:
+        from autohm.search.export import picked_config
+        from autohm.search.storage import existing_study
+
+        opened = existing_study(storage, study)
+        chosen, trial = picked_config(opened, pick)
+        console.print(f"ablating around trial {trial.number} of {opened.study_name}")
+    workload = _workload(task, model, seed=0)
+    with console.status("ablation") as status:
+        runs, notes = run_ablation(chosen, workload, list(range(seeds)), progress=status.update)
+    files = write_report(runs, notes, out, frame(opened) if opened is not None else None)
+    if opened is not None:
+        opened.set_user_attr("ablation", json.loads(files["json"].read_text()))
+    console.print(files["markdown"].read_text(), highlight=False, markup=False)
+    console.print(f"wrote {', '.join(str(p) for p in files.values())}", highlight=False)
 
 
 def main() -> None:

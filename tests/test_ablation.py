@@ -67,3 +67,15 @@ def test_a_tiny_ablation_runs_end_to_end_and_writes_its_report(tmp_path):
     report = files["markdown"].read_text()
     assert "order x masks x peft" in report and "±" in report
     assert files["bars"].stat().st_size > 10_000
+
+
+def test_the_command_needs_exactly_one_source_of_configuration(tmp_path):
+    import subprocess
+    import sys
+
+    run = subprocess.run(
+        [sys.executable, "-m", "autohm", "ablate", "--out", str(tmp_path)],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert run.returncode == 2
+    assert run.stderr.strip() == "error: give either --config FILE or --study NAME (with --storage)"

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import optuna
+import pandas as pd
 import pytest
 import yaml
 from fake_trials import FakeRunner, fake_metrics
@@ -20,7 +21,7 @@ from optuna.trial import TrialState
 
 from autohm import results
 from autohm.config import TrialConfig
-from autohm.search.export import export_trial
+from autohm.search.export import export_table, export_trial
 from autohm.search.fidelity import EarlyStop
 from autohm.search.objectives import DIRECTIONS, OBJECTIVES, hypervolume, pareto_mask
 from autohm.search.selection import SelectionError, pick
@@ -227,6 +228,19 @@ def test_export_writes_a_config_that_loads_back(tmp_path):
     document = yaml.safe_load(text)
     assert document["metrics"]["accuracy"] == 0.97 and document["source"]["trial"] == 5
     assert TrialConfig.load(path) == TrialConfig.from_dict(trial.user_attrs["config"])
+
+
+def test_export_limits_and_the_whole_table(tmp_path):
+    study = _synthetic_study(FRONT)
+    _, trial = export_trial(study, "max-accuracy", tmp_path / "a.yaml", limits={"params": 10000})
+    assert trial.number == 0  # trial 5 is more accurate but has 20000 parameters
+    _, trial = export_trial(study, "max-accuracy", tmp_path / "b.yaml", limits={"latency_ms": 1.5})
+    assert trial.number == 1
+    path = export_table(study, "csv", tmp_path / "all.csv")
+    table = pd.read_csv(path)
+    assert table["number"].tolist() == list(range(6)) and "cfg.peft.mode" in table.columns
+    with pytest.raises(SelectionError, match="--format 'xlsx'"):
+        export_table(study, "xlsx")
 
 
 def test_storage_errors_name_the_storage_and_the_studies(tmp_path):
@@ -502,19 +516,20 @@ def test_quick_search_interrupted_resumed_to_the_budget_exported_and_trained(tmp
     reason="set AUTOHM_TEST_POSTGRES_URL=postgresql://... to run the two-worker test "
     "(.ci/run starts a PostgreSQL server and sets it)",
 )
-def test_two_workers_share_one_postgresql_study(tmp_path):
+def test_three_workers_share_one_postgresql_study(tmp_path):
     url = os.environ["AUTOHM_TEST_POSTGRES_URL"]
-    name = f"two-workers-{os.getpid()}-{time.time_ns()}"
-    arguments = ("search", "--space", "quick", "--budget", "4", "--storage", url, "--study", name,
+    name = f"three-workers-{os.getpid()}-{time.time_ns()}"
+    arguments = ("search", "--space", "quick", "--budget", "5", "--storage", url, "--study", name,
                  "--out", str(tmp_path), "--prune", "none")  # fmt: skip
-    workers = [_autohm(*arguments, "--seed", str(seed), wait=False) for seed in (1, 2)]
+    workers = [_autohm(*arguments, "--seed", str(seed), wait=False) for seed in (1, 2, 3)]
     outputs = [worker.communicate(timeout=300)[0] for worker in workers]
     for worker, output in zip(workers, outputs, strict=True):
         assert worker.returncode == 0, output
     study = optuna.load_study(study_name=name, storage=url)
-    assert finished(study) == 4
+    assert finished(study) == 5
     completed = [t for t in study.trials if t.state == TrialState.COMPLETE]
-    assert len({t.user_attrs["worker"] for t in completed}) == 2
+    assert len({t.user_attrs["worker"] for t in completed}) >= 2
+    assert len({t.number for t in completed}) == len(completed)
     optuna.delete_study(study_name=name, storage=url)
 
 

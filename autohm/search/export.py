@@ -14,7 +14,7 @@ from optuna.trial import FrozenTrial
 from autohm.config import TrialConfig
 from autohm.results import trials_frame
 from autohm.search.objectives import OBJECTIVES
-from autohm.search.selection import pick
+from autohm.search.selection import SelectionError, pick
 
 
 def export_trial(
@@ -22,13 +22,11 @@ def export_trial(
     rule: str = "knee",
     path: Path | None = None,
     min_accuracy: float | None = None,
+    limits: dict[str, float] | None = None,
 ) -> tuple[Path, FrozenTrial]:
     """Write the trial `rule` picks; returns the file and the trial."""
-    trials = study.get_trials(deepcopy=False)
-    row = pick(trials_frame(trials), rule, min_accuracy)
-    trial = next(t for t in trials if t.number == row["number"])
+    config, trial = picked_config(study, rule, min_accuracy, limits)
     source = f"study {study.study_name} trial {trial.number}"
-    config = TrialConfig.from_dict(trial.user_attrs.get("config", {}), source=source)
     metrics = {k: v for k, v in trial.user_attrs.get("metrics", {}).items() if _scalar(v)}
     document = {
         "config": config.model_dump(mode="json"),
@@ -46,6 +44,25 @@ def export_trial(
     return path, trial
 
 
+def picked_config(
+    study: optuna.Study,
+    rule: str = "knee",
+    min_accuracy: float | None = None,
+    limits: dict[str, float] | None = None,
+) -> tuple[TrialConfig, FrozenTrial]:
+    """The configuration of the trial `rule` picks (see selection.pick) among the trials within
+    `limits` (objective -> maximum, e.g. {"params": 5000}), and the trial."""
+    trials = study.get_trials(deepcopy=False)
+    table = trials_frame(trials)
+    for objective, maximum in (limits or {}).items():
+        if len(table):
+            table = table.assign(feasible=table["feasible"] & (table[objective] <= maximum))
+    row = pick(table, rule, min_accuracy)
+    trial = next(t for t in trials if t.number == row["number"])
+    source = f"study {study.study_name} trial {trial.number}"
+    return TrialConfig.from_dict(trial.user_attrs.get("config", {}), source=source), trial
+
+
 def _header(source: str, rule: str, metrics: dict[str, Any]) -> str:
     shown = ", ".join(f"{name} {metrics[name]:.6g}" for name in OBJECTIVES if name in metrics)
     lines = [
@@ -58,3 +75,20 @@ def _header(source: str, rule: str, metrics: dict[str, Any]) -> str:
 
 def _scalar(value: Any) -> bool:
     return isinstance(value, str | int | float | bool) or value is None
+
+
+def export_table(study: optuna.Study, format: str, path: Path | None = None) -> Path:
+    """Every trial of `study` (results.frame) as CSV or Parquet."""
+    if format not in ("csv", "parquet"):
+        raise SelectionError(f"--format {format!r} is not one of yaml, csv, parquet")
+    path = path or Path(f"{study.study_name}.{format}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    table = trials_frame(study.get_trials(deepcopy=False))
+    if format == "csv":
+        table.to_csv(path, index=False)
+        return path
+    try:
+        table.to_parquet(path, index=False)
+    except ImportError:
+        raise SelectionError("--format parquet needs pyarrow: pip install pyarrow") from None
+    return path
