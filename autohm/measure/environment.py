@@ -3,15 +3,14 @@ scan backend of a model for the duration of a measurement."""
 
 from __future__ import annotations
 
-import platform
 from collections.abc import Iterator
 from contextlib import contextmanager
 from importlib import metadata
-from pathlib import Path
 
 import torch
 from torch import nn
 
+from autohm.devices import cpu_model
 from autohm.model import MambaMixer
 from autohm.ops import check_backend_name, resolve_backend
 
@@ -48,13 +47,7 @@ def device_name(device: torch.device) -> str:
     """The GPU's name, or the CPU's model name (from /proc/cpuinfo where there is one)."""
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "unknown CPU"
+    return cpu_model()
 
 
 def package_version(package: str) -> str | None:
