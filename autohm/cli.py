@@ -138,6 +138,8 @@ def _summary_table(title: str, rows: list[dict]) -> Table:
 
 
 def _cell(value) -> str:
+    if isinstance(value, float) and value.is_integer() and abs(value) >= 1:
+        return f"{int(value):,}"
     if isinstance(value, float):
         return f"{value:.4g}"
     return "-" if value is None else f"{value:,}" if isinstance(value, int) else str(value)
@@ -220,7 +222,8 @@ def baselines(
     workload = _workload(task, model, seed=0)
     with console.status("training the four baselines"):
         table = run_baselines(workload, out, like)
-    console.print(_summary_table("baselines", table.to_dict("records")))
+    by_metric = table.set_index("baseline").T.reset_index(names="metric")
+    console.print(_summary_table("baselines", by_metric.to_dict("records")))
     console.print(f"wrote {out / 'baselines.csv'}")
 
 
