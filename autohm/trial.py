@@ -288,10 +288,19 @@ def measure(model: MambaClassifier, task: Task, config: TrialConfig, latency: bo
     return metrics
 
 
-def _allocation_table(model: nn.Module, allocation: dict[str, Allocation]) -> dict:
+def _allocation_table(model: MambaClassifier, allocation: dict[str, Allocation]) -> dict:
+    """Per module: method, rank, importance and the elements of its adapter tensors."""
     table = {}
     for key, choice in allocation.items():
-        table[key] = {"method": choice.method, "rank": choice.rank, "importance": choice.importance}
+        _, layer, name = key.split(".")
+        module = getattr(model.backbone.layers[int(layer)].mixer, name)
+        parts = [p for p in (module.lora, module.ia3) if p is not None]
+        table[key] = {
+            "method": choice.method,
+            "rank": choice.rank,
+            "importance": choice.importance,
+            "params": sum(t.numel() for part in parts for t in part.parameters()),
+        }
     return table
 
 

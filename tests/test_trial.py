@@ -54,6 +54,9 @@ def test_a_trial_runs_end_to_end_and_saves_its_artefacts(tmp_path):
     assert metrics["flops"] <= metrics["flops_dense"]
     assert 0 < metrics["params"] < metrics["params_total"]
     assert {a["method"] for a in metrics["allocation"].values()} == {"lora", "ia3", "frozen"}
+    adapters = sum(a["params"] for a in metrics["allocation"].values())
+    head = sum(p.numel() for p in result.model.score.parameters())
+    assert adapters + head == metrics["params"] + metrics["params_masked"]
     order = metrics["scan_order"]
     assert order["path_cost_after"] <= order["path_cost_before"] + 1e-9
     assert math.isfinite(metrics["latency_ms"]) and metrics["latency_ms"] > 0
