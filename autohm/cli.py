@@ -351,6 +351,43 @@ def ablate(
     console.print(f"wrote {', '.join(str(p) for p in files.values())}", highlight=False)
 
 
+APP_SCRIPT = Path(__file__).resolve().parent.parent / "app.py"
+
+
+@app.command("app")
+def serve(
+    storage: str | None = typer.Option(None, help="Storage URL or SQLite file (./autohm.db)."),
+    study: str | None = typer.Option(None, help="Study shown first (the app lists them all)."),
+    baselines: Path | None = typer.Option(None, help="baselines.json of autohm baselines."),
+    port: int = typer.Option(8501, min=1, max=65535, help="Port of the web server."),
+    address: str = typer.Option("localhost", help="Address to bind (0.0.0.0: every interface)."),
+) -> None:
+    """Browse a study in the Streamlit app: Pareto fronts, progress, trials, downloads."""
+    import os
+
+    from autohm.results import study_names
+
+    if not APP_SCRIPT.is_file():
+        raise AutohmError(f"the app script {APP_SCRIPT} is missing: run autohm app from a "
+                          "source checkout (pip install -e .)")  # fmt: skip
+    names = study_names(storage)  # a missing storage or study is an error here, not in the page
+    if study is not None and study not in names:
+        raise AutohmError(f"no study {study!r} in the storage; studies there: "
+                          f"{', '.join(names) or 'none'}")  # fmt: skip
+    settings = {"AUTOHM_STORAGE": storage, "AUTOHM_STUDY": study,
+                "AUTOHM_BASELINES": str(baselines.resolve()) if baselines else None}  # fmt: skip
+    environment = {**os.environ, **{k: v for k, v in settings.items() if v is not None}}
+    command = [
+        sys.executable, "-m", "streamlit", "run", str(APP_SCRIPT), "--server.address", address,
+        "--server.port", str(port), "--server.headless", "true",
+        "--browser.gatherUsageStats", "false",
+    ]  # fmt: skip
+    console.print(f"autohm app: http://{address}:{port} (Ctrl-C stops it)", highlight=False)
+    sys.stdout.flush()
+    # become the server: stopping this process (Ctrl-C, a signal) stops Streamlit with it
+    os.execve(sys.executable, command, environment)
+
+
 def main() -> None:
     """Entry point of the console script: run the app, turning AutohmError into one line."""
     try:
