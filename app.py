@@ -994,7 +994,7 @@ def trials_page(view: pd.DataFrame, total: int, study: str) -> None:
     )
     st.download_button(
         "Download the table (CSV)",
-        table_csv(view),
+        functools.partial(table_csv, view),  # written on click
         f"{study}-trials.csv",
         "text/csv",
         key="download_csv",

@@ -365,8 +365,9 @@ def serve(
     """Browse a study in the Streamlit app: Pareto fronts, progress, trials, downloads."""
     import os
 
-    from autohm.results import study_names
+    from autohm.results import read_baselines, study_names
 
+    storage = storage or os.environ.get("AUTOHM_STORAGE")
     if not APP_SCRIPT.is_file():
         raise AutohmError(f"the app script {APP_SCRIPT} is missing: run autohm app from a "
                           "source checkout (pip install -e .)")  # fmt: skip
@@ -374,13 +375,15 @@ def serve(
     if study is not None and study not in names:
         raise AutohmError(f"no study {study!r} in the storage; studies there: "
                           f"{', '.join(names) or 'none'}")  # fmt: skip
+    if baselines is not None:
+        read_baselines(baselines)  # a missing or malformed file is an error here too
     settings = {"AUTOHM_STORAGE": storage, "AUTOHM_STUDY": study,
                 "AUTOHM_BASELINES": str(baselines.resolve()) if baselines else None}  # fmt: skip
     environment = {**os.environ, **{k: v for k, v in settings.items() if v is not None}}
     command = [
         sys.executable, "-m", "streamlit", "run", str(APP_SCRIPT), "--server.address", address,
         "--server.port", str(port), "--server.headless", "true",
-        "--browser.gatherUsageStats", "false",
+        "--browser.gatherUsageStats", "false", "--client.toolbarMode", "minimal",
     ]  # fmt: skip
     console.print(f"autohm app: http://{address}:{port} (Ctrl-C stops it)", highlight=False)
     sys.stdout.flush()

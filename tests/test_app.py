@@ -4,6 +4,7 @@ streamlit.testing on a real quick-space study, on studies built with a stand-in 
 failed-only one; widget interactions; the download bytes; 10,000 trials; `autohm app` itself
 in headless Chromium."""
 
+import contextlib
 import importlib.util
 import json
 import os
@@ -398,6 +399,8 @@ def test_autohm_app_refuses_a_missing_storage_or_study(tmp_path, fake_study):
     assert missing.returncode == 2 and "error:" in missing.stderr and "none.db" in missing.stderr
     unknown = _autohm("app", "--storage", fake_study[0], "--study", "nope")
     assert unknown.returncode == 2 and "no study 'nope'" in unknown.stderr
+    no_file = _autohm("app", "--storage", fake_study[0], "--baselines", str(tmp_path / "b.json"))
+    assert no_file.returncode == 2 and "baselines file" in no_file.stderr
 
 
 def _free_port() -> int:
@@ -406,14 +409,18 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
+def _fetch(url: str) -> bytes:
+    with urllib.request.urlopen(url, timeout=10) as reply:
+        return reply.read()
+
+
 def _wait_healthy(url: str, server: subprocess.Popen, timeout: float = 90) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         assert server.poll() is None, f"autohm app ended (exit status {server.returncode})"
         try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as reply:
-                if reply.read().strip() == b"ok":
-                    return
+            if _fetch(f"{url}/_stcore/health").strip() == b"ok":
+                return
         except OSError:
             time.sleep(0.3)
     raise AssertionError(f"{url} never became healthy")
@@ -434,31 +441,44 @@ def _front_pixels(path: Path) -> int:
     return int(close.sum())
 
 
-@pytest.mark.skipif(chromium() is None, reason="chromium is not installed (apt-get install "
-                    "chromium; .ci/run installs it)")  # fmt: skip
-def test_autohm_app_renders_the_front_in_headless_chromium(fake_study, baselines_file, tmp_path):
-    storage, name = fake_study
+@contextlib.contextmanager
+def _serving(*options: str, log: Path):
+    """`autohm app OPTIONS` on a free port; its URL once healthy. Stopped afterwards."""
     port = _free_port()
-    command = [sys.executable, "-m", "autohm", "app", "--storage", storage, "--study", name,
-               "--baselines", str(baselines_file), "--port", str(port)]  # fmt: skip
-    log = tmp_path / "server.log"
+    command = [sys.executable, "-m", "autohm", "app", *options, "--port", str(port)]
     with log.open("w") as output:
         server = subprocess.Popen(command, env={**os.environ, "PYTHONPATH": str(ROOT)},
                                   stdout=output, stderr=subprocess.STDOUT)  # fmt: skip
     try:
         url = f"http://localhost:{port}"
         _wait_healthy(url, server)
-        with Browser(width=1500, height=1600) as browser:
-            browser.open(url)
-            rendered = browser.wait_for(RENDERED, timeout=90) and browser.wait_for(IDLE)
-            time.sleep(1)  # the last frame
-            shot = browser.screenshot(tmp_path / "app.png")
-            title = browser.evaluate("document.querySelector('h1') && "
-                                     "document.querySelector('h1').innerText")  # fmt: skip
-            errors = browser.evaluate(ERRORS)
+        yield url
     finally:
-        server.terminate()
+        server.terminate()  # the streamlit server itself: autohm app execs it
         server.wait(timeout=30)
+
+
+def test_autohm_app_serves_the_page_on_localhost(fake_study, tmp_path):
+    with _serving("--storage", fake_study[0], log=tmp_path / "server.log") as url:
+        page = _fetch(url)
+    assert b"<html" in page.lower()
+    assert "autohm app: http://localhost:" in (tmp_path / "server.log").read_text()
+
+
+@pytest.mark.skipif(chromium() is None, reason="chromium is not installed (apt-get install "
+                    "chromium; .ci/run installs it)")  # fmt: skip
+def test_autohm_app_renders_the_front_in_headless_chromium(fake_study, baselines_file, tmp_path):
+    storage, name = fake_study
+    log = tmp_path / "server.log"
+    options = ("--storage", storage, "--study", name, "--baselines", str(baselines_file))
+    with _serving(*options, log=log) as url, Browser(width=1500, height=1600) as browser:
+        browser.open(url)
+        rendered = browser.wait_for(RENDERED, timeout=90) and browser.wait_for(IDLE)
+        time.sleep(1)  # the last frame
+        shot = browser.screenshot(tmp_path / "app.png")
+        title = browser.evaluate("document.querySelector('h1') && "
+                                 "document.querySelector('h1').innerText")  # fmt: skip
+        errors = browser.evaluate(ERRORS)
     keep = os.environ.get("AUTOHM_SCREENSHOTS")
     if keep:
         Path(keep).mkdir(parents=True, exist_ok=True)
