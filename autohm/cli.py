@@ -351,7 +351,7 @@ def ablate(
     console.print(f"wrote {', '.join(str(p) for p in files.values())}", highlight=False)
 
 
-APP_SCRIPT = Path(__file__).resolve().parent.parent / "app.py"
+APP_SCRIPT = Path(__file__).resolve().parent / "app.py"  # installed with the package
 
 
 @app.command("app")
@@ -368,9 +368,6 @@ def serve(
     from autohm.results import read_baselines, study_names
 
     storage = storage or os.environ.get("AUTOHM_STORAGE")
-    if not APP_SCRIPT.is_file():
-        raise AutohmError(f"the app script {APP_SCRIPT} is missing: run autohm app from a "
-                          "source checkout (pip install -e .)")  # fmt: skip
     names = study_names(storage)  # a missing storage or study is an error here, not in the page
     if study is not None and study not in names:
         raise AutohmError(f"no study {study!r} in the storage; studies there: "

@@ -5,7 +5,6 @@ failed-only one; widget interactions; the download bytes; 10,000 trials; `autohm
 in headless Chromium."""
 
 import contextlib
-import importlib.util
 import json
 import os
 import socket
@@ -24,7 +23,7 @@ from fake_trials import FakeRunner, fake_metrics
 from optuna.trial import TrialState
 from streamlit.testing.v1 import AppTest
 
-from autohm import results
+from autohm import app, results
 from autohm.config import TrialConfig
 from autohm.errors import AutohmError
 from autohm.search.export import export_trial
@@ -33,20 +32,8 @@ from autohm.search.space import load_space
 from autohm.search.study import SearchSettings, run_search
 
 ROOT = Path(__file__).resolve().parent.parent
-APP = ROOT / "app.py"
+APP = ROOT / "app.py"  # the shim that runs autohm.app.main
 optuna.logging.set_verbosity(optuna.logging.ERROR)
-
-
-def _app_module():
-    """app.py imported as a module (its page runs only as a script)."""
-    spec = importlib.util.spec_from_file_location("autohm_app", APP)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
-
-
-app = _app_module()
 
 
 # ---- studies -------------------------------------------------------------------------------
