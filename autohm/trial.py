@@ -25,13 +25,14 @@ from autohm.masking import (
     set_temperature,
     sparsity_report,
 )
-from autohm.measure import dense_and_effective_flops, deployed, measure_latency
+from autohm.measure import deployed_flops, measure_latency
 from autohm.model import MambaClassifier, MambaLM
 from autohm.peft import (
     Allocation,
     allocate,
     apply_allocation,
     count_parameters,
+    deployed,
     module_importance,
     save_adapter,
 )
@@ -273,7 +274,8 @@ def measure(model: MambaClassifier, task: Task, config: TrialConfig, latency: bo
         "params_masked": counts.params_masked,
         "params_total": counts.params_total,
     }
-    dense, effective = dense_and_effective_flops(model, task.seq_len)
+    plain = deployed(model)  # merged and mask-baked once, for FLOPs and latency
+    dense, effective = deployed_flops(plain, task.seq_len)
     metrics |= {
         "flops": effective.total,
         "flops_dense": dense.total,
@@ -282,7 +284,7 @@ def measure(model: MambaClassifier, task: Task, config: TrialConfig, latency: bo
     }
     if latency:
         ids, mask, _ = task.validation[:1]
-        timing = measure_latency(deployed(model), ids, mask)
+        timing = measure_latency(plain, ids, mask)
         metrics |= {"latency_ms": timing.median_ms, "latency_iqr_ms": timing.iqr_ms}
         metrics["device"] = timing.to_dict()
     return metrics

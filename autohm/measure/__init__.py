@@ -1,6 +1,6 @@
 """Objective measurements of a candidate: forward FLOPs (counted and analytic) and latency."""
 
-from autohm.measure.effective import dense_and_effective_flops, deployed
+from autohm.measure.effective import dense_and_effective_flops, deployed_flops
 from autohm.measure.flops import CONVENTION, FlopCount, analytic_flops, count_flops, scan_flops
 from autohm.measure.latency import Latency, measure_latency
 
@@ -11,7 +11,7 @@ __all__ = [
     "analytic_flops",
     "count_flops",
     "dense_and_effective_flops",
-    "deployed",
+    "deployed_flops",
     "measure_latency",
     "scan_flops",
 ]

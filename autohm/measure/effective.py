@@ -9,24 +9,14 @@ and its x row and conv are only needed while x_proj still reads the channel).
 
 from __future__ import annotations
 
-import copy
 from dataclasses import replace
 
 import torch
 from torch import nn
 
-from autohm.masking import bake_masks_
 from autohm.measure.flops import SCAN_KEY, FlopCount, count_flops, scan_flops
 from autohm.model.mixer import MambaMixer
-from autohm.peft import merge_adapters
-
-
-def deployed(model: nn.Module) -> nn.Module:
-    """A copy with adapters merged and hard masks baked in (what latency and FLOPs measure)."""
-    model = copy.deepcopy(model).eval()
-    merge_adapters(model)
-    bake_masks_(model)
-    return model
+from autohm.peft import deployed
 
 
 def mixer_flops(mixer: MambaMixer, batch: int, seq_len: int) -> dict[str, int]:
@@ -50,11 +40,8 @@ def mixer_flops(mixer: MambaMixer, batch: int, seq_len: int) -> dict[str, int]:
     }
 
 
-def dense_and_effective_flops(
-    model: nn.Module, seq_len: int, batch: int = 1
-) -> tuple[FlopCount, FlopCount]:
-    """(dense, effective) forward FLOPs of the deployed form of `model`."""
-    plain = deployed(model)
+def deployed_flops(plain: nn.Module, seq_len: int, batch: int = 1) -> tuple[FlopCount, FlopCount]:
+    """(dense, effective) forward FLOPs of a model already in its deployed form."""
     dense = count_flops(plain, seq_len, batch)
     by_module = dict(dense.by_module)
     with torch.no_grad():
@@ -64,3 +51,10 @@ def dense_and_effective_flops(
                     by_module[f"{name}.{key}" if key else name] = value
     by_module = {key: value for key, value in by_module.items() if value}
     return dense, replace(dense, total=sum(by_module.values()), by_module=by_module)
+
+
+def dense_and_effective_flops(
+    model: nn.Module, seq_len: int, batch: int = 1
+) -> tuple[FlopCount, FlopCount]:
+    """(dense, effective) forward FLOPs of the deployed form of `model`."""
+    return deployed_flops(deployed(model), seq_len, batch)

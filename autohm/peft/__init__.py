@@ -6,7 +6,7 @@ from autohm.peft.accounting import ParamCount, count_parameters
 from autohm.peft.allocation import METHODS, Allocation, allocate
 from autohm.peft.apply import PeftSettings, apply_allocation, merge_adapters, unmerge_adapters
 from autohm.peft.errors import PeftError
-from autohm.peft.export import export_peft, merged_copy
+from autohm.peft.export import deployed, export_peft, merged_copy
 from autohm.peft.ia3 import IA3
 from autohm.peft.importance import IMPORTANCE_KINDS, channel_importance, module_importance
 from autohm.peft.io import load_adapter, save_adapter
@@ -27,6 +27,7 @@ __all__ = [
     "apply_allocation",
     "channel_importance",
     "count_parameters",
+    "deployed",
     "export_peft",
     "load_adapter",
     "merge_adapters",

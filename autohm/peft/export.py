@@ -23,7 +23,7 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
-from autohm.masking import mask_settings
+from autohm.masking import bake_masks_, mask_settings
 from autohm.masking.masks import mixers
 from autohm.model import MambaLM
 from autohm.model.checkpoint import save_checkpoint
@@ -94,14 +94,21 @@ def _common(model: nn.Module) -> dict:
 
 
 @torch.no_grad()
+def deployed(model: nn.Module) -> nn.Module:
+    """A copy in evaluation mode with adapters merged and hard masks baked into the weights (what
+    latency and FLOPs measure); the mixers keep their masks for the dead-channel skip."""
+    plain = copy.deepcopy(model).eval()
+    merge_adapters(plain)
+    bake_masks_(plain)
+    return plain
+
+
 def merged_copy(model: nn.Module) -> nn.Module:
     """A copy of the model in evaluation mode whose weights are M * merged(W) and which has no
     masks, LoRA or IA3 left: plain projections, the same outputs (up to rounding)."""
-    plain = copy.deepcopy(model).eval()
-    merge_adapters(plain)
+    plain = deployed(model)
     for module in adapted_modules(plain):
-        module.weight.copy_(module.effective_weight())
-        module.lora = module.ia3 = module.mask = None
+        module.lora = module.ia3 = None  # folded into the weight by deployed()
         module.merged = False
     for mixer in mixers(plain):
         mixer.masks = None
