@@ -168,6 +168,13 @@ class TrialConfig(Section):
             raise ConfigError(f"{path}: expected a mapping at the top level")
         return cls.from_dict(data.get("config", data), source=str(path))
 
+    def with_changes(self, **sections: dict) -> TrialConfig:
+        """A validated copy with some keys of some sections replaced."""
+        data = self.model_dump()
+        for section, values in sections.items():
+            data[section] |= values
+        return TrialConfig.from_dict(data)
+
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
 

@@ -32,11 +32,9 @@ def train_and_save(config: TrialConfig, workload: Workload, out: str | Path) -> 
 def baseline_config(mode: str, like: TrialConfig | None = None) -> TrialConfig:
     """The reference point `mode` (full fine-tuning, linear probe, LoRA-only, IA3-only): no scan
     order, no masks, the training settings of `like` (the defaults when None)."""
-    base = (like or TrialConfig()).model_dump()
-    base["scan_order"]["method"] = "identity"
-    base["masking"]["enabled"] = False
-    base["peft"]["mode"] = mode
-    return TrialConfig.from_dict(base)
+    return (like or TrialConfig()).with_changes(
+        scan_order={"method": "identity"}, masking={"enabled": False}, peft={"mode": mode}
+    )
 
 
 def run_baselines(

@@ -31,18 +31,9 @@ class Variant:
     peft: bool | None = None
 
 
-def with_changes(config: TrialConfig, **sections: dict) -> TrialConfig:
-    """A copy of `config` with some keys of some sections replaced (validated)."""
-    data = config.model_dump()
-    for section, values in sections.items():
-        data[section] |= values
-    return TrialConfig.from_dict(data)
-
-
 def cell(config: TrialConfig, order: bool, masks: bool, peft_mode: str) -> TrialConfig:
     """The factorial cell: order chosen or identity, masks learned or none, PEFT mode."""
-    return with_changes(
-        config,
+    return config.with_changes(
         scan_order={} if order else {"method": "identity"},
         masking={"enabled": masks and config.masking.enabled},
         peft={"mode": peft_mode},
@@ -52,11 +43,11 @@ def cell(config: TrialConfig, order: bool, masks: bool, peft_mode: str) -> Trial
 def matched_lora_rank(config: TrialConfig, workload: Workload, target_params: int) -> int:
     """The LoRA-only rank whose trainable-parameter count is closest to `target_params`
     (counted on an untrained model: the count depends on shapes and masks only)."""
-    lora = with_changes(config, masking={"enabled": False}, peft={"mode": "lora"})
+    lora = config.with_changes(masking={"enabled": False}, peft={"mode": "lora"})
     best_rank, best_gap = 1, None
     for rank in range(1, MAX_MATCHED_RANK + 1):
         model = workload.new_classifier()
-        ranked = with_changes(lora, peft={"rank": rank})
+        ranked = lora.with_changes(peft={"rank": rank})
         apply_allocation(model, choose_allocation(model, ranked), lora_alpha=ranked.peft.alpha)
         gap = abs(count_parameters(model).params - target_params)
         if best_gap is None or gap < best_gap:
@@ -76,7 +67,7 @@ def run_variants(
         for seed in seeds:
             if progress is not None:
                 progress(f"variant {index + 1}/{len(variants)} {variant.name}, seed {seed}")
-            config = with_changes(variant.config, train={"seed": seed})
+            config = variant.config.with_changes(train={"seed": seed})
             metrics = run_trial(config, workload).metrics
             rows.append(
                 {
@@ -106,7 +97,7 @@ def ablate(
     notes["matched_lora_rank"] = rank
     references = [
         Variant(f"{_name(o, m, False)} [{mode}]", "peft-reference",
-                with_changes(cell(config, o, m, mode), peft={"rank": rank}), o, m, False)
+                cell(config, o, m, mode).with_changes(peft={"rank": rank}), o, m, False)
         for mode in ("lora", "ia3") for o, m in product((True, False), repeat=2)
     ]  # fmt: skip
     more = run_variants(hybrid[1:] + references, workload, seeds, progress)
@@ -131,14 +122,14 @@ def _solver_and_granularity_variants(config: TrialConfig) -> list[Variant]:
     variants = []
     if config.masking.enabled and config.masking.granularity == "block":
         variants += [
-            Variant(f"solver={s}", "solver", with_changes(config, scan_order={"method": s}))
+            Variant(f"solver={s}", "solver", config.with_changes(scan_order={"method": s}))
             for s in SOLVERS
             if s != config.scan_order.method
         ]
     if config.masking.enabled:
         variants += [
             Variant(
-                f"granularity={g}", "granularity", with_changes(config, masking={"granularity": g})
+                f"granularity={g}", "granularity", config.with_changes(masking={"granularity": g})
             )
             for g in GRANULARITIES
             if g != config.masking.granularity
