@@ -513,7 +513,7 @@ def test_quick_search_interrupted_resumed_to_the_budget_exported_and_trained(tmp
 
 @pytest.mark.skipif(
     not os.environ.get("AUTOHM_TEST_POSTGRES_URL"),
-    reason="set AUTOHM_TEST_POSTGRES_URL=postgresql://... to run the two-worker test "
+    reason="set AUTOHM_TEST_POSTGRES_URL=postgresql://... to run the multi-worker test "
     "(.ci/run starts a PostgreSQL server and sets it)",
 )
 def test_three_workers_share_one_postgresql_study(tmp_path):

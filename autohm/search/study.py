@@ -31,6 +31,7 @@ from autohm.search.objective import Objective, TrialFailure, counts_toward_budge
 from autohm.search.objectives import DIRECTIONS, OBJECTIVES
 from autohm.search.space import SearchSpace
 from autohm.search.storage import Location, locate, open_storage
+from autohm.tasks import parse_task_spec
 from autohm.trial import Workload, run_trial
 
 SAMPLERS = ("tpe", "nsga2", "gp", "random")
@@ -70,6 +71,7 @@ class SearchSettings:
         self.out = Path(self.out)
         if self.budget < 1:
             raise AutohmError(f"--budget must be at least 1, got {self.budget}")
+        parse_task_spec(self.task)  # an unknown task or option fails before a study exists
         _one_of("--sampler", self.sampler, SAMPLERS)
         _one_of("--prune", self.prune, RULES)
         if self.n_jobs < 1:
