@@ -85,13 +85,21 @@ def open_storage(
                 f"storage {location.shown}: {error} (postgresql:// needs psycopg 3: "
                 "pip install 'psycopg[binary]'; postgresql+psycopg2:// needs psycopg2-binary)"
             ) from None
-        except sqlalchemy.exc.IntegrityError:
-            # workers that start together on an empty database race to create the tables
-            time.sleep(0.5 + random.random())
         except (sqlalchemy.exc.SQLAlchemyError, ValueError) as error:
+            if _lost_creation_race(error):
+                time.sleep(0.5 + random.random())
+                continue
             detail = " ".join(str(error).split("\n")[0].split())
             raise StorageError(f"cannot open storage {location.shown}: {detail}") from None
     raise StorageError(f"cannot open storage {location.shown}: tables could not be created")
+
+
+def _lost_creation_race(error: Exception) -> bool:
+    """Workers that start together on an empty database race to create the tables: the losers
+    see a duplicate row (IntegrityError) or, on PostgreSQL, a table that already exists."""
+    if isinstance(error, sqlalchemy.exc.IntegrityError):
+        return True
+    return isinstance(error, sqlalchemy.exc.ProgrammingError) and "already exists" in str(error)
 
 
 def _lock_sqlite_transactions(engine: sqlalchemy.engine.Engine) -> None:
