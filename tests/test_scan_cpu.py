@@ -1,6 +1,7 @@
 """backend="cpu" (fused numba kernels) against the reference scan: outputs, last state and every
 gradient, across shapes that are not multiples of the kernel's block sizes."""
 
+import numpy as np
 import pytest
 import torch
 from helpers import (
@@ -45,6 +46,34 @@ def test_cpu_matches_reference(shape, dtype, rtol, variant):
     assert_close_relative(last, last_ref, rtol, "last state")
     for name, grad in grads.items():
         assert_close_relative(grad, grads_ref[name], rtol, f"d{name}")
+
+
+def test_float32_exp_is_accurate_over_its_whole_range():
+    """The kernels' polynomial exp: relative error below 5e-7 wherever expf is a normal
+    number, exactly 1 at 0 (long runs of decays near 1 must not drift), 0 far below."""
+    x = np.concatenate([np.linspace(-87.0, 88.0, 200_001), [0.0, -1e-8, 1e-8]])
+    got = np.array([kernels._exp_float32(np.float32(v)) for v in x], dtype=np.float64)
+    expected = np.exp(x.astype(np.float32).astype(np.float64))
+    assert np.abs(got / expected - 1).max() < 5e-7
+    assert kernels._exp_float32(np.float32(0.0)) == 1.0
+    assert kernels._exp_float32(np.float32(-200.0)) == 0.0
+    assert np.isfinite(kernels._exp_float32(np.float32(1e30)))
+
+
+def test_long_sequence_with_decays_near_one():
+    """L = 700 (not a multiple of the chunk) with tiny steps: a state carries almost all of its
+    past, so any bias of the exp accumulates over the sequence."""
+    inputs = scan_inputs(2, kernels.BLOCK + 5, 700, 4)
+    with torch.no_grad():
+        inputs["delta"].mul_(0.01).sub_(6.0)  # softplus(-6) ~ 2.5e-3: decays above 0.99
+    (y, last, grads), (y_ref, last_ref, grads_ref) = (
+        scan_with_grads(selective_scan, inputs, backend=backend, delta_softplus=True)
+        for backend in ("cpu", "reference")
+    )
+    assert_close_relative(y, y_ref, 1e-4, "y")
+    assert_close_relative(last, last_ref, 1e-4, "last state")
+    for name, grad in grads.items():
+        assert_close_relative(grad, grads_ref[name], 1e-4, f"d{name}")
 
 
 def test_gradcheck_float64():

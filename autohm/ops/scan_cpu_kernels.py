@@ -17,6 +17,7 @@ import math
 
 import numba
 import numpy as np
+from llvmlite import ir
 from numba import prange, types
 from numba.extending import intrinsic, overload
 
@@ -35,21 +36,37 @@ def _int32_bits_as_float32(typingctx, bits):
     return types.float32(types.int32), codegen
 
 
+@intrinsic
+def _prefetch(typingctx, address):
+    """Ask the cache for the line at an address (never faults; a hint, no result)."""
+
+    def codegen(context, builder, signature, args):
+        i8p, i32 = ir.IntType(8).as_pointer(), ir.IntType(32)
+        fnty = ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32])
+        prefetch = builder.module.declare_intrinsic("llvm.prefetch", fnty=fnty)
+        # read, keep in all cache levels, data cache
+        builder.call(prefetch, [builder.inttoptr(args[0], i8p), i32(0), i32(3), i32(1)])
+        return context.get_dummy_value()
+
+    return types.void(types.intp), codegen
+
+
 @numba.njit(fastmath=True, error_model="numpy")
 def _exp_float32(x):
-    """expf by range reduction and Cephes' polynomial (relative error < 1e-7); 0 below -87."""
-    xc = min(max(x, np.float32(-87.0)), np.float32(88.0))
+    """expf as 2^k e^r: k = round(x / ln 2), r = x - k ln 2 in two parts (Cody-Waite), e^r by a
+    degree-5 minimax polynomial on [-ln2/2, ln2/2] (relative error < 3e-7, exactly 1 at 0);
+    0 below -88, finite above 88."""
+    xc = min(max(x, np.float32(-88.0)), np.float32(88.0))
     k = np.floor(xc * np.float32(1.4426950408889634) + np.float32(0.5))
     r = xc - k * np.float32(0.693359375) + k * np.float32(2.12194440e-4)
-    p = np.float32(1.9875691500e-4)
-    p = p * r + np.float32(1.3981999507e-3)
-    p = p * r + np.float32(8.3334519073e-3)
-    p = p * r + np.float32(4.1665795894e-2)
-    p = p * r + np.float32(1.6666665459e-1)
-    p = p * r + np.float32(5.0000001201e-1)
-    p = p * r * r + r + np.float32(1.0)
+    p = np.float32(0.008290303871035576)
+    p = p * r + np.float32(0.041897907853126526)
+    p = p * r + np.float32(0.1666763573884964)
+    p = p * r + np.float32(0.4999915063381195)
+    p = p * r + np.float32(0.9999997019767761)
+    p = p * r + np.float32(1.0)
     scale = _int32_bits_as_float32(np.int32((np.int32(k) + np.int32(127)) << np.int32(23)))
-    return p * scale if x > np.float32(-87.0) else np.float32(0.0)
+    return p * scale
 
 
 @numba.njit(fastmath=True, error_model="numpy")
@@ -111,20 +128,46 @@ def _tile(dtype):
 
 
 @numba.njit(**_INLINE)
-def _load(src, b, d0, w, t0, span, tile):
-    """tile[i, c] = src[b, d0 + c, t0 + i]: a (channel, time) slab made time-major."""
-    for c in range(w):
-        for i in range(span):
-            tile[i, c] = src[b, d0 + c, t0 + i]
+def _prefetch_rows(array, b, d0, w, t):
+    """Prefetch array[b, d0 : d0 + w, t]: the next chunk's line of each of the block's rows.
+    With several (batch, d, L) arrays walked a chunk at a time, the hardware prefetchers lose
+    track of that many strided streams; asking one chunk ahead halves the cost of the copies."""
+    if 0 <= t < array.shape[2]:
+        row0 = array.ctypes.data + b * array.strides[0] + d0 * array.strides[1]
+        for c in range(w):
+            _prefetch(row0 + c * array.strides[1] + t * array.strides[2])
 
 
 @numba.njit(**_INLINE)
-def _store(tile, keep, b, d0, w, t0, span, dst):
-    """dst[b, d0 + c, t0 + i] = tile[i, c] for the alive channels c (dst is zero-initialised)."""
-    for c in range(w):
-        if keep[c] != 0:
+def _load(src, b, d0, w, t0, span, tile, ahead):
+    """tile[i, c] = src[b, d0 + c, t0 + i]: a (channel, time) slab made time-major; the chunk
+    at `ahead` is prefetched."""
+    _prefetch_rows(src, b, d0, w, ahead)
+    if w == BLOCK and span == CHUNK:  # constant trip counts: unrolled and scheduled well
+        for c in range(BLOCK):
+            for i in range(CHUNK):
+                tile[i, c] = src[b, d0 + c, t0 + i]
+    else:
+        for c in range(w):
             for i in range(span):
-                dst[b, d0 + c, t0 + i] = tile[i, c]
+                tile[i, c] = src[b, d0 + c, t0 + i]
+
+
+@numba.njit(**_INLINE)
+def _store(tile, keep, b, d0, w, t0, span, dst, ahead):
+    """dst[b, d0 + c, t0 + i] = tile[i, c] for the alive channels c (dst is zero-initialised);
+    the chunk at `ahead` is prefetched."""
+    _prefetch_rows(dst, b, d0, w, ahead)
+    if w == BLOCK and span == CHUNK:
+        for c in range(BLOCK):
+            if keep[c] != 0:
+                for i in range(CHUNK):
+                    dst[b, d0 + c, t0 + i] = tile[i, c]
+    else:
+        for c in range(w):
+            if keep[c] != 0:
+                for i in range(span):
+                    dst[b, d0 + c, t0 + i] = tile[i, c]
 
 
 @numba.njit(**_INLINE)
@@ -143,9 +186,9 @@ def _block_params(A, D, bias, alive, d0, w, dtype):
 
 
 @numba.njit(**_INLINE)
-def _load_raw_steps(delta, bias_tile, b, d0, w, t0, span, raw):
+def _load_raw_steps(delta, bias_tile, b, d0, w, t0, span, raw, ahead):
     """raw = delta + delta_bias for one chunk, time-major."""
-    _load(delta, b, d0, w, t0, span, raw)
+    _load(delta, b, d0, w, t0, span, raw, ahead)
     for i in range(span):
         for c in range(BLOCK):
             raw[i, c] += bias_tile[c]
@@ -159,9 +202,9 @@ def _softplus_tile(raw, span, step):
 
 
 @numba.njit(**_INLINE)
-def _gate(y, z, b, d0, w, t0, span, zt):
+def _gate(y, z, b, d0, w, t0, span, zt, ahead):
     """y *= silu(z) over one chunk (z loaded into the tile zt)."""
-    _load(z, b, d0, w, t0, span, zt)
+    _load(z, b, d0, w, t0, span, zt, ahead)
     for i in range(span):
         for c in range(BLOCK):
             y[i, c] *= zt[i, c] * _sigmoid(zt[i, c])
@@ -191,8 +234,8 @@ def scan_forward(
         for t0 in range(0, length, CHUNK):
             span = min(CHUNK, length - t0)
             checkpoints[b, t0 // CHUNK, :, d0 : d0 + w] = h[:, :w]
-            _load(u, b, d0, w, t0, span, x)
-            _load_raw_steps(delta, bias_tile, b, d0, w, t0, span, raw)
+            _load(u, b, d0, w, t0, span, x, t0 + CHUNK)
+            _load_raw_steps(delta, bias_tile, b, d0, w, t0, span, raw, t0 + CHUNK)
             if softplus:
                 _softplus_tile(raw, span, step)  # not in place: aliasing stops vectorisation
             else:
@@ -209,8 +252,8 @@ def scan_forward(
                         h[n, c] = h_new
                         y[i, c] += h_new * c_tn
             if has_z:
-                _gate(y, z, b, d0, w, t0, span, zt)
-            _store(y, keep, b, d0, w, t0, span, out)
+                _gate(y, z, b, d0, w, t0, span, zt, t0 + CHUNK)
+            _store(y, keep, b, d0, w, t0, span, out, t0 + CHUNK)
         for c in range(w):
             for n in range(n_state):
                 last[b, d0 + c, n] = h[n, c] * keep[c]
@@ -270,15 +313,15 @@ def scan_backward(
                 gh[n, c] = grad_last[b, d0 + c, n] * keep[c]
         for t0 in range((length - 1) // CHUNK * CHUNK, -1, -CHUNK):
             span = min(CHUNK, length - t0)
-            _load(u, b, d0, w, t0, span, x)
-            _load_raw_steps(delta, bias_tile, b, d0, w, t0, span, raw)
+            _load(u, b, d0, w, t0, span, x, t0 - CHUNK)
+            _load_raw_steps(delta, bias_tile, b, d0, w, t0, span, raw, t0 - CHUNK)
             if softplus:
                 _softplus_tile(raw, span, step)
             else:
                 step[:span] = raw[:span]
             if has_z:
-                _load(z, b, d0, w, t0, span, zt)
-            _load(grad_out, b, d0, w, t0, span, g)
+                _load(z, b, d0, w, t0, span, zt, t0 - CHUNK)
+            _load(grad_out, b, d0, w, t0, span, g, t0 - CHUNK)
             states[0, :, :w] = checkpoints[b, t0 // CHUNK, :, d0 : d0 + w]
             for i in range(span):  # recompute the chunk's states; g becomes dL/dy before the gate
                 for c in range(BLOCK):
@@ -330,10 +373,10 @@ def scan_backward(
                         gstep[i, c] *= _sigmoid(raw[i, c])
                 for c in range(BLOCK):
                     g_bias[c] += gstep[i, c]
-            _store(gu, keep, b, d0, w, t0, span, du)
-            _store(gstep, keep, b, d0, w, t0, span, ddelta)
+            _store(gu, keep, b, d0, w, t0, span, du, t0 - CHUNK)
+            _store(gstep, keep, b, d0, w, t0, span, ddelta, t0 - CHUNK)
             if has_z:
-                _store(gz, keep, b, d0, w, t0, span, dz)
+                _store(gz, keep, b, d0, w, t0, span, dz, t0 - CHUNK)
         for c in range(w):
             for n in range(n_state):
                 dA_part[b, d0 + c, n] = ga[n, c]
