@@ -243,7 +243,8 @@ def search(
     max_params: float | None = typer.Option(None, help="Constraint: trainable parameters."),
     max_latency_ms: float | None = typer.Option(None, help="Constraint: latency in ms."),
     prune: str | None = typer.Option(
-        None, help="Multi-fidelity early stop: median, halving or none (default: the space's)."
+        None,
+        help="Multi-fidelity early stop: median, halving, pareto or none (default: the space's).",
     ),
     baselines: bool = typer.Option(False, help="Also enqueue the space's baselines first."),
     heartbeat: int = typer.Option(60, min=1, help="Seconds between heartbeats of a trial."),

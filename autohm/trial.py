@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import time
 from collections.abc import Callable
@@ -25,7 +26,7 @@ from autohm.masking import (
     set_temperature,
     sparsity_report,
 )
-from autohm.measure import deployed_flops, measure_latency
+from autohm.measure import dense_and_effective_flops, deployed_flops, measure_latency
 from autohm.model import MambaClassifier, MambaLM
 from autohm.peft import (
     Allocation,
@@ -44,7 +45,9 @@ from autohm.training import TrialFailed, accuracy, batches, optimiser_step
 
 __all__ = ["TrialFailed", "TrialPruned", "TrialResult", "Workload", "run_trial"]
 
-Report = Callable[[int, float], bool]
+Report = Callable[[int, float, Callable[[], dict[str, float]]], bool]
+"""report(step, validation_accuracy, known_costs) -> stop? known_costs() computes the trial's
+FLOPs and trainable parameters (fixed before fine-tuning) when a stop rule asks for them."""
 
 
 class TrialPruned(Exception):
@@ -102,8 +105,8 @@ def run_trial(
     latency: bool = True,
     test: bool = False,
 ) -> TrialResult:
-    """Train and measure one configuration. `report(step, validation_accuracy)` is called at
-    each fidelity step; when it returns True the trial stops with TrialPruned."""
+    """Train and measure one configuration. `report(step, validation_accuracy, known_costs)` is
+    called at each fidelity step; when it returns True the trial stops with TrialPruned."""
     torch.manual_seed(config.train.seed)
     timings: dict[str, float] = {}
     task, model = workload.task, workload.new_classifier()
@@ -246,6 +249,7 @@ def fine_tune(
     if joint:
         set_temperature(model, config.masking.schedule.end)
     stream = batches(task.train, settings.batch_size, _generator(config, 3))
+    costs = functools.cache(lambda: known_costs(model, task))
     for step in range(1, settings.steps + 1):
         model.train()
         for mixer_masks in masks:
@@ -257,9 +261,16 @@ def fine_tune(
         optimiser_step(loss, optimizer, "fine-tuning", step)
         if report is not None and step % settings.eval_every == 0 and step < settings.steps:
             value = accuracy(model, task.validation)
-            if report(step, value):
+            if report(step, value, costs):
                 raise TrialPruned(step, value)
     model.eval()
+
+
+def known_costs(model: MambaClassifier, task: Task) -> dict[str, float]:
+    """The objectives fixed once the adapters are attached: effective FLOPs of the deployed
+    form and trainable parameters (with masks trained jointly, FLOPs as of the call)."""
+    _, effective = dense_and_effective_flops(model, task.seq_len)
+    return {"flops": float(effective.total), "params": float(count_parameters(model).params)}
 
 
 def measure(model: MambaClassifier, task: Task, config: TrialConfig, latency: bool, test: bool):

@@ -1,11 +1,15 @@
 """Search quality side by side: TPE against random search, and autohm's early stops on against
-off, on the same task and space. Prints, per variant, the normalised hypervolume after the
-budget (mean ± std over seeds, all studies in the same units: the first study's anchor) and the
-compute spent (the summed wall time of the trials).
+off, on the same task and space. Prints, per variant (sampler:prune rule), the normalised
+hypervolume after the budget (mean ± std over seeds, all studies in the units of the first
+study's anchor) and the compute spent, twice: training steps run (mask learning plus
+fine-tuning; deterministic, so not skewed by a busy machine) and the summed wall time of the
+trials. Early-stop variants are compared with the same sampler without early stops: compute
+spent, and the compute at which they first reach its final hypervolume (steps, seeds that did).
 
 Run: python benchmarks/search_quality.py [--budget 100] [--seeds 3] [--space default]
-     [--variants tpe:median,random:median,tpe:none] [--out DIR]
-Every study is kept in DIR/bench.db, so an interrupted run resumes where it stopped.
+     [--variants tpe:none,random:none,tpe:pareto,tpe:median] [--out DIR]
+Every study is kept in DIR/bench.db, so an interrupted run resumes where it stopped (several
+processes with different --variants may share one DIR).
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import optuna
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
 from autohm.results import anchor_metrics
 from autohm.search.objectives import normalised_hypervolume
@@ -29,7 +33,7 @@ def arguments() -> argparse.Namespace:
     parser.add_argument("--budget", type=int, default=100)
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--space", default="default")
-    parser.add_argument("--variants", default="tpe:median,random:median,tpe:none")
+    parser.add_argument("--variants", default="tpe:none,random:none,tpe:pareto,tpe:median")
     parser.add_argument("--out", type=Path, default=Path("search-bench"))
     return parser.parse_args()
 
@@ -52,8 +56,36 @@ def compute_seconds(study: optuna.Study) -> float:
     )
 
 
-def completed_values(study: optuna.Study) -> list[list[float]]:
-    return [t.values for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
+def training_steps(trial: FrozenTrial) -> int:
+    """Mask-learning plus fine-tuning steps a finished trial ran (a stopped one up to its stop)."""
+    finished = trial.state in (TrialState.COMPLETE, TrialState.PRUNED)
+    if not finished or "config" not in trial.user_attrs:
+        return 0
+    config = trial.user_attrs["config"]
+    masks = config["masking"]["steps"] if config["masking"]["enabled"] else 0
+    return masks + trial.user_attrs.get("pruned_at_step", config["train"]["steps"])
+
+
+def trajectory(study: optuna.Study, anchor: dict) -> tuple[np.ndarray, np.ndarray]:
+    """(cumulative training steps, hypervolume of the completed trials so far) after each
+    finished trial, in the order they finished."""
+    trials = sorted(
+        (t for t in study.get_trials(deepcopy=False) if t.datetime_complete is not None),
+        key=lambda t: t.datetime_complete,
+    )
+    steps, volumes, done = [], [], []
+    for trial in trials:
+        if trial.state == TrialState.COMPLETE:
+            done.append(trial.values)
+        steps.append(training_steps(trial))
+        volumes.append(normalised_hypervolume(done, anchor))
+    return np.cumsum(steps), np.array(volumes)
+
+
+def first_reaching(steps: np.ndarray, volumes: np.ndarray, target: float) -> float | None:
+    """The cumulative steps at which the hypervolume first reaches `target` (None: never)."""
+    reached = np.flatnonzero(volumes >= target)
+    return float(steps[reached[0]]) if reached.size else None
 
 
 def main() -> None:
@@ -68,25 +100,34 @@ def main() -> None:
             studies[variant, seed] = study_of(args, workload, sampler, prune, seed)
     first = next(iter(studies.values()))
     anchor = anchor_metrics(first.get_trials(deepcopy=False))
-    rows = {}
-    for (variant, _), study in studies.items():
-        hv = normalised_hypervolume(completed_values(study), anchor)
-        rows.setdefault(variant, []).append((hv, compute_seconds(study)))
+    curves = {key: trajectory(study, anchor) for key, study in studies.items()}
+    seconds = {key: compute_seconds(study) for key, study in studies.items()}
+    variants = list(dict.fromkeys(variant for variant, _ in studies))
+    final = {v: np.array([curves[v, s][1][-1] for s in range(args.seeds)]) for v in variants}
+    steps = {v: np.array([curves[v, s][0][-1] for s in range(args.seeds)]) for v in variants}
     print(f"\nbudget {args.budget}, space {args.space}, {args.seeds} seeds; hypervolume in the "
           "units of the first study (README: Search and export)")  # fmt: skip
-    print("| variant | hypervolume | compute (s) | HV vs random | compute vs tpe:none |")
-    print("|---|---:|---:|---:|---:|")
-    mean = {v: np.mean(r, axis=0) for v, r in rows.items()}
-    for variant, values in rows.items():
-        hv, seconds = np.array(values).T
+    print("| variant | hypervolume | HV vs random | training steps | wall s | steps vs no "
+          "early stops | steps to reach its HV (seeds) |")  # fmt: skip
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for variant in variants:
+        sampler, prune = variant.split(":")
+        random, off = f"random:{prune}", f"{sampler}:none"
         versus_random = (
-            mean[variant][0] / mean["random:median"][0] if "random:median" in mean else None
-        )
-        versus_off = seconds.mean() / mean["tpe:none"][1] if "tpe:none" in mean else None
+            f"{final[variant].mean() / final[random].mean():.2f}x"
+            if random in final and random != variant else "-"
+        )  # fmt: skip
+        versus_off, reach = "-", "-"
+        if off in final and off != variant:
+            versus_off = f"{steps[variant].mean() / steps[off].mean():.2f}x"
+            hits = [first_reaching(*curves[variant, s], final[off][s]) for s in range(args.seeds)]
+            hit = [h for h in hits if h is not None]
+            reach = f"{np.mean(hit):,.0f} ({len(hit)}/{args.seeds})" if hit else "never"
+        wall = np.mean([seconds[variant, s] for s in range(args.seeds)])
         print(
-            f"| {variant} | {hv.mean():.4f} ± {hv.std():.4f} | {seconds.mean():.0f} | "
-            f"{'-' if versus_random is None else f'{versus_random:.2f}x'} | "
-            f"{'-' if versus_off is None else f'{versus_off:.2f}x'} |"
+            f"| {variant} | {final[variant].mean():.4f} ± {final[variant].std():.4f} | "
+            f"{versus_random} | {steps[variant].mean():,.0f} | {wall:.0f} | {versus_off} | "
+            f"{reach} |"
         )
 
 

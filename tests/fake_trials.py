@@ -64,6 +64,10 @@ class FakeRunner:
         if call in self.fail_on:
             raise TrialFailed("non-finite loss (nan) at fine-tuning step 3")
         metrics = fake_metrics(config)
-        if report is not None and report(self.report_step, metrics["accuracy"] - 0.1):
+
+        def costs():
+            return {name: metrics[name] for name in ("flops", "params")}
+
+        if report is not None and report(self.report_step, metrics["accuracy"] - 0.1, costs):
             raise TrialPruned(self.report_step, metrics["accuracy"] - 0.1)
         return FakeResult(config, metrics)

@@ -22,7 +22,7 @@ from optuna.trial import TrialState
 from autohm import results
 from autohm.config import TrialConfig
 from autohm.search.export import export_table, export_trial
-from autohm.search.fidelity import EarlyStop
+from autohm.search.fidelity import EarlyStop, Progress
 from autohm.search.objectives import DIRECTIONS, OBJECTIVES, hypervolume, pareto_mask
 from autohm.search.selection import SelectionError, pick
 from autohm.search.space import SearchSpaceError, built_in_spaces, load_space, suggest
@@ -259,13 +259,29 @@ def test_storage_errors_name_the_storage_and_the_studies(tmp_path):
 
 
 def test_early_stop_rules():
-    others = [0.2, 0.4, 0.6, 0.8]
-    assert EarlyStop("median", min_trials=4).should_stop(0.45, others)
-    assert not EarlyStop("median", min_trials=4).should_stop(0.55, others)
-    assert not EarlyStop("median", min_trials=5).should_stop(0.1, others)
-    assert EarlyStop("halving", min_trials=3).should_stop(0.55, others)  # not in the top third
-    assert not EarlyStop("halving", min_trials=3).should_stop(0.7, others)
-    assert not EarlyStop("none").should_stop(0.0, others)
+    others = [Progress(a) for a in (0.2, 0.4, 0.6, 0.8)]
+    assert EarlyStop("median", min_trials=4).should_stop(Progress(0.45), others)
+    assert not EarlyStop("median", min_trials=4).should_stop(Progress(0.55), others)
+    assert not EarlyStop("median", min_trials=5).should_stop(Progress(0.1), others)
+    assert EarlyStop("halving", min_trials=3).should_stop(Progress(0.55), others)  # not top third
+    assert not EarlyStop("halving", min_trials=3).should_stop(Progress(0.7), others)
+    assert not EarlyStop("none").should_stop(Progress(0.0), others)
+
+
+def test_pareto_early_stop_keeps_cheap_slow_learners():
+    """(accuracy at the step, FLOPs, params): stopped only when something at least as cheap
+    learned at least as fast."""
+    others = [Progress(0.8, (100.0, 10.0)), Progress(0.6, (50.0, 5.0))]
+    pareto = EarlyStop("pareto", min_trials=2)
+    assert pareto.should_stop(Progress(0.7, (100.0, 10.0)), others)  # same cost, slower
+    assert pareto.should_stop(Progress(0.5, (60.0, 6.0)), others)  # dearer and slower
+    assert not pareto.should_stop(Progress(0.3, (40.0, 5.0)), others)  # the cheapest
+    assert not pareto.should_stop(Progress(0.7, (60.0, 6.0)), others)  # a trade-off
+    assert not pareto.should_stop(Progress(0.8, (100.0, 10.0)), others)  # a tie is no loss
+    assert not pareto.should_stop(Progress(0.1, ()), others)  # costs unknown: nothing to weigh
+    assert not EarlyStop("pareto", min_trials=3).should_stop(Progress(0.1, (999, 99)), others)
+    # median would stop the cheapest slow learner
+    assert EarlyStop("median", min_trials=2).should_stop(Progress(0.3, (40.0, 5.0)), others)
 
 
 # ---- the search loop, with a stand-in for training ----------------------------------------
@@ -389,6 +405,24 @@ def test_trials_behind_the_median_are_stopped_early_with_their_partial_metrics(t
     settings = _settings(tmp_path, 6, prune="none", study="unpruned", sampler="random")
     study = run_search(settings, workload=object(), runner=FakeRunner())
     assert _counts(study) == {"COMPLETE": 6}
+
+
+def test_pareto_early_stops_only_trials_dominated_at_their_step(tmp_path):
+    settings = _settings(tmp_path, 16, prune="pareto", prune_min_trials=2, sampler="random")
+    study = run_search(settings, workload=object(), runner=FakeRunner())
+    assert finished(study) == 16
+    complete = [t for t in study.trials if t.state == TrialState.COMPLETE]
+    pruned = [t for t in study.trials if t.state == TrialState.PRUNED]
+    assert pruned, "no trial was dominated: the test space is too small to tell"
+    for trial in pruned:
+        metrics = fake_metrics(TrialConfig.from_dict(trial.user_attrs["config"]))
+        before = [t for t in complete if t.number < trial.number]
+        assert any(
+            t.user_attrs["fidelity"]["10"] >= trial.user_attrs["accuracy_at_stop"]
+            and t.values[1] <= metrics["flops"]
+            and t.values[2] <= metrics["params"]
+            for t in before
+        )
 
 
 def test_resuming_with_another_task_is_refused(tmp_path):

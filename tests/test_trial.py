@@ -44,12 +44,13 @@ def tiny_config_for_trials(**sections) -> TrialConfig:
 def test_a_trial_runs_end_to_end_and_saves_its_artefacts(tmp_path):
     reports = []
     result = run_trial(
-        tiny_config_for_trials(), tiny_workload(), report=lambda s, a: reports.append(s) or False,
-        test=True,
+        tiny_config_for_trials(), tiny_workload(), test=True,
+        report=lambda step, accuracy, costs: reports.append((step, costs())) or False,
     )  # fmt: skip
     metrics = result.metrics
     assert metrics.keys() >= METRIC_KEYS
-    assert reports == [3]
+    # the costs a stop rule weighs mid-training are the ones measured at the end
+    assert reports == [(3, {"flops": metrics["flops"], "params": metrics["params"]})]
     assert 0 <= metrics["accuracy"] <= 1 and 0 <= metrics["test_accuracy"] <= 1
     assert metrics["flops"] <= metrics["flops_dense"]
     assert 0 < metrics["params"] < metrics["params_total"]
@@ -87,7 +88,7 @@ def test_a_non_finite_loss_fails_the_trial_cleanly():
 
 def test_the_report_callback_stops_a_trial_early():
     with pytest.raises(TrialPruned) as stopped:
-        run_trial(tiny_config_for_trials(), tiny_workload(), report=lambda s, a: True)
+        run_trial(tiny_config_for_trials(), tiny_workload(), report=lambda *progress: True)
     assert stopped.value.step == 3
 
 

@@ -5,12 +5,14 @@ at the same step:
 
 - median:  below the median of their accuracies (Optuna's MedianPruner rule);
 - halving: outside the best 1/eta of them (asynchronous successive halving, eta = 3);
+- pareto:  dominated by one of them in (accuracy at the step, FLOPs, parameters): FLOPs and
+           parameters are fixed before fine-tuning starts, so a cheap trial that learns slowly
+           is kept while nothing at least as cheap learned faster;
 - none:    never stopped.
 
-Nothing is compared until `min_trials` completed trials reached the step. Accuracy is the only
-objective known mid-training, so a cheap trial that learns slowly can be stopped although its
-FLOPs or parameters might have put it on the front: pass --prune none when that matters more
-than the time saved.
+Nothing is compared until `min_trials` completed trials reached the step. median and halving
+look at accuracy alone, so a cheap trial that learns slowly can be stopped although its FLOPs
+or parameters might have put it on the front.
 """
 
 from __future__ import annotations
@@ -20,7 +22,27 @@ from dataclasses import dataclass
 
 import numpy as np
 
-RULES = ("median", "halving", "none")
+RULES = ("median", "halving", "pareto", "none")
+KNOWN_COSTS = ("flops", "params")  # objectives fixed before fine-tuning, minimised
+
+
+@dataclass(frozen=True)
+class Progress:
+    """A trial at one fidelity step: its validation accuracy there and its KNOWN_COSTS."""
+
+    accuracy: float
+    costs: tuple[float, ...] = ()
+
+    def dominated_by(self, other: Progress) -> bool:
+        """Whether `other` is at least as good everywhere and better somewhere (never when the
+        two do not know the same costs)."""
+        if len(other.costs) != len(self.costs):
+            return False
+        mine, theirs = (self.accuracy, *self.costs), (other.accuracy, *other.costs)
+        no_worse = other.accuracy >= self.accuracy and all(
+            o <= m for o, m in zip(other.costs, self.costs, strict=True)
+        )
+        return no_worse and mine != theirs
 
 
 @dataclass(frozen=True)
@@ -31,11 +53,13 @@ class EarlyStop:
     min_trials: int = 4
     eta: int = 3
 
-    def should_stop(self, accuracy: float, others: Sequence[float]) -> bool:
-        """Whether a trial at `accuracy` falls behind `others` (accuracies of completed trials
-        at the same step)."""
+    def should_stop(self, trial: Progress, others: Sequence[Progress]) -> bool:
+        """Whether a trial falls behind `others` (completed trials at the same step)."""
         if self.rule == "none" or len(others) < self.min_trials:
             return False
+        if self.rule == "pareto":
+            return any(trial.dominated_by(other) for other in others)
+        accuracies = [other.accuracy for other in others]
         if self.rule == "median":
-            return accuracy < float(np.median(others))
-        return accuracy < float(np.quantile(others, 1 - 1 / self.eta))
+            return trial.accuracy < float(np.median(accuracies))
+        return trial.accuracy < float(np.quantile(accuracies, 1 - 1 / self.eta))

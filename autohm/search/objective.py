@@ -21,7 +21,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from autohm.config import ConfigError
 from autohm.results import anchor_metrics, feasible
-from autohm.search.fidelity import EarlyStop
+from autohm.search.fidelity import KNOWN_COSTS, EarlyStop, Progress
 from autohm.search.objectives import OBJECTIVES, normalised_hypervolume
 from autohm.search.space import SearchSpace, suggest
 from autohm.trial import TrialFailed, TrialPruned
@@ -100,26 +100,27 @@ class Objective:
         ]
         return len(ahead) >= self.budget
 
-    def _reporter(self, trial: optuna.Trial) -> Callable[[int, float], bool]:
-        """report(step, accuracy): record the accuracy, then tell whether to stop early
-        (baselines are references and always run to the end)."""
+    def _reporter(self, trial: optuna.Trial) -> Callable[[int, float, Callable], bool]:
+        """report(step, accuracy, known_costs): record the accuracy, then tell whether to stop
+        early (baselines are references and always run to the end)."""
         seen: dict[str, float] = {}
         exempt = "baseline" in trial.user_attrs
 
-        def report(step: int, accuracy: float) -> bool:
+        def report(step: int, accuracy: float, known_costs: Callable[[], dict]) -> bool:
             if self.stop.is_set():
                 raise KeyboardInterrupt
             seen[str(step)] = float(accuracy)
             trial.set_user_attr("fidelity", dict(seen))
-            if exempt:
+            if exempt or self.early_stop.rule == "none":
                 return False
             completed = trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
             others = [
-                t.user_attrs["fidelity"][str(step)]
+                _progress(t.user_attrs["fidelity"][str(step)], t.user_attrs.get("metrics", {}))
                 for t in completed
                 if str(step) in t.user_attrs.get("fidelity", {})
             ]
-            return self.early_stop.should_stop(accuracy, others)
+            costs = known_costs() if self.early_stop.rule == "pareto" else {}
+            return self.early_stop.should_stop(_progress(accuracy, costs), others)
 
         return report
 
@@ -153,6 +154,12 @@ class Objective:
         completed = trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
         points = [t.values for t in completed if feasible(t)] + ([values] if ok else [])
         return normalised_hypervolume(points, anchor_metrics(completed) or metrics)
+
+
+def _progress(accuracy: float, metrics: Mapping[str, Any]) -> Progress:
+    """A trial at a fidelity step, with its known costs where `metrics` has them all."""
+    costs = tuple(float(metrics[name]) for name in KNOWN_COSTS if name in metrics)
+    return Progress(float(accuracy), costs if len(costs) == len(KNOWN_COSTS) else ())
 
 
 def _failure(trial: optuna.Trial, reason: str) -> TrialFailure:

@@ -6,7 +6,7 @@ trial into a TrialConfig.
     settings:                       # defaults the command line can override
       task: digits
       model: null                   # a checkpoint directory or Hub id; null: the built-in model
-      prune: median                 # median | halving | none (multi-fidelity early stops)
+      prune: median                 # median | halving | pareto | none (multi-fidelity early stops)
       prune_min_trials: 4           # completed trials needed at a step before comparing
     parameters:                     # in order; a `when` may only look at keys above it
       train.steps: 20                                   # fixed value
@@ -39,11 +39,11 @@ from pydantic import BaseModel, ValidationError
 
 from autohm.config import TrialConfig
 from autohm.errors import AutohmError
+from autohm.search.fidelity import RULES as PRUNE_RULES
 
 BUILT_IN_PACKAGE = "autohm.search_spaces"
 SECTIONS = ("description", "settings", "parameters", "baselines")
 SETTINGS = {"task": (str,), "model": (str, type(None)), "prune": (str,), "prune_min_trials": (int,)}
-PRUNE_RULES = ("median", "halving", "none")
 ENTRY_KEYS = ("choices", "low", "high", "log", "step", "value", "when")
 _UNSET = object()
 
