@@ -44,6 +44,14 @@ def arguments() -> argparse.Namespace:
     return parser.parse_args()
 
 
+def parse_pair(text: str) -> tuple[str, int]:
+    """'tpe:none/0' -> ('tpe:none', 0); a malformed pair ends the run with one error line."""
+    variant, _, seed = text.strip().partition("/")
+    if variant.count(":") != 1 or not seed.isdigit():
+        raise SystemExit(f"error: --run-only: {text!r} is not SAMPLER:PRUNE/SEED")
+    return variant, int(seed)
+
+
 def study_of(args, workload, sampler: str, prune: str, seed: int) -> optuna.Study:
     """The study of one variant and seed, searched to the budget (resumed if it exists)."""
     settings = SearchSettings(
@@ -97,11 +105,11 @@ def first_reaching(steps: np.ndarray, volumes: np.ndarray, target: float) -> flo
 def main() -> None:
     args = arguments()
     args.out.mkdir(parents=True, exist_ok=True)
-    workload = Workload.load(load_space(args.space).settings.get("task", "digits"))
-    studies = {}
     pairs = [(variant, seed) for variant in args.variants.split(",") for seed in range(args.seeds)]
     if args.run_only:
-        pairs = [(v, int(s)) for v, s in (pair.split("/") for pair in args.run_only.split(","))]
+        pairs = [parse_pair(pair) for pair in args.run_only.split(",")]
+    workload = Workload.load(load_space(args.space).settings.get("task", "digits"))
+    studies = {}
     for variant, seed in pairs:
         print(f"{variant} seed {seed} ...", flush=True)
         sampler, prune = variant.split(":")

@@ -53,11 +53,21 @@ class EarlyStop:
     min_trials: int = 4
     eta: int = 3
 
+    @property
+    def active(self) -> bool:
+        """Whether the rule can stop anything (callers skip gathering `others` otherwise)."""
+        return self.rule != "none"
+
+    @property
+    def weighs_costs(self) -> bool:
+        """Whether the rule needs the trial's KNOWN_COSTS (computing them takes a FLOP count)."""
+        return self.rule == "pareto"
+
     def should_stop(self, trial: Progress, others: Sequence[Progress]) -> bool:
         """Whether a trial falls behind `others` (completed trials at the same step)."""
-        if self.rule == "none" or len(others) < self.min_trials:
+        if not self.active or len(others) < self.min_trials:
             return False
-        if self.rule == "pareto":
+        if self.weighs_costs:
             return any(trial.dominated_by(other) for other in others)
         accuracies = [other.accuracy for other in others]
         if self.rule == "median":

@@ -111,7 +111,7 @@ class Objective:
                 raise KeyboardInterrupt
             seen[str(step)] = float(accuracy)
             trial.set_user_attr("fidelity", dict(seen))
-            if exempt or self.early_stop.rule == "none":
+            if exempt or not self.early_stop.active:
                 return False
             completed = trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
             others = [
@@ -119,7 +119,7 @@ class Objective:
                 for t in completed
                 if str(step) in t.user_attrs.get("fidelity", {})
             ]
-            costs = known_costs() if self.early_stop.rule == "pareto" else {}
+            costs = known_costs() if self.early_stop.weighs_costs else {}
             return self.early_stop.should_stop(_progress(accuracy, costs), others)
 
         return report
