@@ -111,6 +111,28 @@ def test_dead_channels_are_exact_zeros_and_dead_blocks_are_never_read():
     assert torch.equal(y_some[:, alive], y_all[:, alive])
 
 
+@pytest.mark.parametrize("shape", SHAPES[1:], ids=str)
+def test_every_output_is_written_when_no_block_is_dead(shape, monkeypatch):
+    """With every block alive the outputs are allocated uninitialised: poisoned with NaN, none
+    may survive, dead single channels included (their outputs are written as zeros)."""
+
+    def poisoned_empty(shape, dtype=float):
+        return np.full(shape, np.nan, dtype)
+
+    monkeypatch.setattr(np, "empty", poisoned_empty)
+    alive = torch.ones(shape[1], dtype=torch.bool)
+    alive[-1] = False
+    inputs = scan_inputs(*shape)
+    (y, last, grads), (y_ref, last_ref, grads_ref) = (
+        scan_with_grads(selective_scan, inputs, backend=b, delta_softplus=True, alive=alive)
+        for b in ("cpu", "reference")
+    )
+    assert_close_relative(y, y_ref, 1e-4, "y")
+    assert_close_relative(last, last_ref, 1e-4, "last state")
+    for name, grad in grads.items():
+        assert_close_relative(grad, grads_ref[name], 1e-4, f"d{name}")
+
+
 def test_half_precision_inputs_compute_in_float32():
     inputs = scan_inputs(2, 6, 9, 4, dtype=torch.bfloat16, grad=False)
     y = selective_scan(**inputs, delta_softplus=True, backend="cpu")

@@ -155,19 +155,17 @@ def _load(src, b, d0, w, t0, span, tile, ahead):
 
 @numba.njit(**_INLINE)
 def _store(tile, keep, b, d0, w, t0, span, dst, ahead):
-    """dst[b, d0 + c, t0 + i] = tile[i, c] for the alive channels c (dst is zero-initialised);
-    the chunk at `ahead` is prefetched."""
+    """dst[b, d0 + c, t0 + i] = tile[i, c] for the alive channels c, 0 for the dead ones (dst
+    need not be initialised); the chunk at `ahead` is prefetched."""
     _prefetch_rows(dst, b, d0, w, ahead)
     if w == BLOCK and span == CHUNK:
         for c in range(BLOCK):
-            if keep[c] != 0:
-                for i in range(CHUNK):
-                    dst[b, d0 + c, t0 + i] = tile[i, c]
+            for i in range(CHUNK):
+                dst[b, d0 + c, t0 + i] = tile[i, c] if keep[c] != 0 else keep[c]  # 0 there
     else:
         for c in range(w):
-            if keep[c] != 0:
-                for i in range(span):
-                    dst[b, d0 + c, t0 + i] = tile[i, c]
+            for i in range(span):
+                dst[b, d0 + c, t0 + i] = tile[i, c] if keep[c] != 0 else keep[c]  # 0 there
 
 
 @numba.njit(**_INLINE)
@@ -217,7 +215,8 @@ def scan_forward(
     """out = (C . h + D u) * silu(z), h_t = exp(dt_t A) h_{t-1} + dt_t B_t u_t, dt = softplus(
     delta + bias). u, delta, z, out: (batch, d, L); A: (d, N); B, C: (batch, N, L); D, bias,
     alive: (d,); alive_block: (n_blocks,); last: (batch, d, N); checkpoints: (batch, n_chunks,
-    N, d), the state before each chunk. Outputs are zero-initialised; dead blocks are skipped."""
+    N, d), the state before each chunk. Dead blocks are skipped: their outputs must be
+    zero-initialised; every output of an alive block is written."""
     n_batch, n_chan, length = u.shape
     n_state = A.shape[1]
     n_blocks = alive_block.shape[0]
@@ -287,7 +286,8 @@ def scan_backward(
 ):
     """Gradients of scan_forward. du, ddelta, dz: (batch, d, L); reductions go to partial sums
     the caller adds up: dA_part (batch, d, N), dD_part and dbias_part (batch, d) over the batch;
-    dB_part, dC_part (n_blocks, batch, N, L) over channel blocks. All zero-initialised."""
+    dB_part, dC_part (n_blocks, batch, N, L) over channel blocks. As in scan_forward, only dead
+    blocks' outputs must be zero-initialised."""
     n_batch, n_chan, length = u.shape
     n_state = A.shape[1]
     n_blocks = alive_block.shape[0]
