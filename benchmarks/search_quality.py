@@ -4,12 +4,14 @@ hypervolume after the budget (mean ± std over seeds, all studies in the units o
 study's anchor) and the compute spent, twice: training steps run (mask learning plus
 fine-tuning; deterministic, so not skewed by a busy machine) and the summed wall time of the
 trials. Early-stop variants are compared with the same sampler without early stops: compute
-spent, and the compute at which they first reach its final hypervolume (steps, seeds that did).
+spent, the hypervolume they reach within its training steps, and the compute at which they
+first reach its final hypervolume (steps, seeds that did; --early-stop-budget gives them more
+trials to get there).
 Last, the hypervolume of all studies' trials pooled: the best front known in the space, which
 bounds from below what a search could reach and puts the "x random" ratios in proportion.
 
-Run: python benchmarks/search_quality.py [--budget 100] [--seeds 3] [--space default]
-     [--variants tpe:none,random:none,tpe:pareto,tpe:median] [--out DIR]
+Run: python benchmarks/search_quality.py [--budget 100] [--early-stop-budget 150] [--seeds 3]
+     [--space default] [--variants tpe:none,random:none,tpe:pareto,tpe:median] [--out DIR]
 Every study is kept in DIR/bench.db, so an interrupted run resumes where it stopped. On a
 2-core machine two single-threaded processes (OMP_NUM_THREADS=1 NUMBA_NUM_THREADS=1) with
 disjoint --run-only lists get through about 1.5x the trials of one; a last run without
@@ -35,6 +37,11 @@ from autohm.trial import Workload
 def arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--budget", type=int, default=100)
+    parser.add_argument(
+        "--early-stop-budget", type=int, default=None, help="Trials for the variants with early "
+        "stops (default: --budget); more lets them show the compute they need to reach the "
+        "hypervolume of the same sampler without early stops."
+    )  # fmt: skip
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument(
         "--run-only", default=None, help="Search only these variant/seed pairs (e.g. "
@@ -56,8 +63,9 @@ def parse_pair(text: str) -> tuple[str, int]:
 
 def study_of(args, workload, sampler: str, prune: str, seed: int) -> optuna.Study:
     """The study of one variant and seed, searched to the budget (resumed if it exists)."""
+    budget = args.budget if prune == "none" else args.early_stop_budget or args.budget
     settings = SearchSettings(
-        budget=args.budget, space=load_space(args.space), storage=f"sqlite:///{args.out}/bench.db",
+        budget=budget, space=load_space(args.space), storage=f"sqlite:///{args.out}/bench.db",
         study=f"{sampler}-{prune}-{seed}", out=args.out, sampler=sampler, seed=seed, prune=prune,
     )  # fmt: skip
     return run_search(settings, workload)
@@ -116,6 +124,12 @@ def pooled(studies: list[optuna.Study], anchor: dict) -> tuple[int, float]:
     return len(values), normalised_hypervolume(values, anchor)
 
 
+def at_steps(steps: np.ndarray, volumes: np.ndarray, limit: float) -> float:
+    """The hypervolume reached within `limit` cumulative training steps."""
+    within = np.flatnonzero(steps <= limit)
+    return float(volumes[within[-1]]) if within.size else 0.0
+
+
 def main() -> None:
     args = arguments()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -139,9 +153,9 @@ def main() -> None:
     steps = {v: np.array([curves[v, s][0][-1] for s in range(args.seeds)]) for v in variants}
     print(f"\nbudget {args.budget}, space {args.space}, {args.seeds} seeds; hypervolume in the "
           "units of the first study (README: Search and export)")  # fmt: skip
-    print("| variant | hypervolume | HV vs random | training steps | wall s | steps vs no "
-          "early stops | steps to reach its HV (seeds) |")  # fmt: skip
-    print("|---|---:|---:|---:|---:|---:|---:|")
+    print("| variant | trials | hypervolume | HV vs random | training steps | wall s | steps vs "
+          "no early stops | HV at its steps | steps to reach its HV (seeds) |")  # fmt: skip
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for variant in variants:
         sampler, prune = variant.split(":")
         random, off = f"random:{prune}", f"{sampler}:none"
@@ -149,17 +163,22 @@ def main() -> None:
             f"{final[variant].mean() / final[random].mean():.2f}x"
             if random in final and random != variant else "-"
         )  # fmt: skip
-        versus_off, reach = "-", "-"
+        versus_off, same_steps, reach = "-", "-", "-"
         if off in final and off != variant:
             versus_off = f"{steps[variant].mean() / steps[off].mean():.2f}x"
+            same_steps = np.mean(
+                [at_steps(*curves[variant, s], steps[off][s]) for s in range(args.seeds)]
+            )
+            same_steps = f"{same_steps:.4f}"
             hits = [first_reaching(*curves[variant, s], final[off][s]) for s in range(args.seeds)]
             hit = [h for h in hits if h is not None]
             reach = f"{np.mean(hit):,.0f} ({len(hit)}/{args.seeds})" if hit else "never"
         wall = np.mean([seconds[variant, s] for s in range(args.seeds)])
+        trials = np.mean([len(curves[variant, s][0]) for s in range(args.seeds)])
         print(
-            f"| {variant} | {final[variant].mean():.4f} ± {final[variant].std():.4f} | "
-            f"{versus_random} | {steps[variant].mean():,.0f} | {wall:.0f} | {versus_off} | "
-            f"{reach} |"
+            f"| {variant} | {trials:.0f} | {final[variant].mean():.4f} ± "
+            f"{final[variant].std():.4f} | {versus_random} | {steps[variant].mean():,.0f} | "
+            f"{wall:.0f} | {versus_off} | {same_steps} | {reach} |"
         )
     count, ceiling = pooled(list(studies.values()), anchor)
     baseline = final.get("random:none")

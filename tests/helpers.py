@@ -57,3 +57,14 @@ def assert_close_relative(actual, expected, rtol, name=""):
     scale = expected.abs().max().item() or 1.0
     error = (actual.double() - expected.double()).abs().max().item()
     assert error <= rtol * scale, f"{name}: max error {error:.3e} > {rtol:.0e} * {scale:.3e}"
+
+
+def assert_scan_close(got, expected, rtol=1e-4):
+    """Two scan_with_grads results agree: outputs, last state and every gradient (same dtype)
+    within `rtol` of the largest expected value."""
+    (y, last, grads), (y_ref, last_ref, grads_ref) = got, expected
+    assert_close_relative(y, y_ref, rtol, "y")
+    assert_close_relative(last, last_ref, rtol, "last state")
+    for name, grad in grads.items():
+        assert grad.dtype == grads_ref[name].dtype, name
+        assert_close_relative(grad, grads_ref[name], rtol, f"d{name}")
