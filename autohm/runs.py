@@ -15,7 +15,7 @@ from autohm.trial import TrialResult, Workload, run_trial
 BASELINES = ("full", "head", "lora", "ia3")
 SUMMARY_KEYS = (
     "accuracy", "test_accuracy", "flops", "flops_dense", "params", "params_masked",
-    "params_total", "latency_ms", "latency_iqr_ms",
+    "params_total", "latency_ms", "latency_iqr_ms", "latency_relative",
 )  # fmt: skip
 
 

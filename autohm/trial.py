@@ -26,7 +26,7 @@ from autohm.masking import (
     set_temperature,
     sparsity_report,
 )
-from autohm.measure import dense_and_effective_flops, deployed_flops, measure_latency
+from autohm.measure import Latency, dense_and_effective_flops, deployed_flops, measure_latency
 from autohm.model import MambaClassifier, MambaLM
 from autohm.peft import (
     Allocation,
@@ -65,6 +65,7 @@ class Workload:
     task: Task
     base: MambaLM
     model_source: str
+    reference_ms: float | None = field(default=None, init=False)  # see latency_ms
 
     @classmethod
     def load(cls, task: str = "digits", model: str | None = None, seed: int = 0) -> Workload:
@@ -75,6 +76,20 @@ class Workload:
         """A classifier on a private copy of the base backbone (trials never share weights)."""
         backbone = copy.deepcopy(self.base.backbone)
         return MambaClassifier(self.base.config, self.task.num_labels, backbone=backbone)
+
+    @functools.cached_property
+    def latency_reference(self) -> MambaClassifier:
+        """The dense base classifier every trial's latency is timed beside (built without
+        touching the global random state, so it never changes a trial)."""
+        with torch.random.fork_rng(devices=[]):
+            return self.new_classifier()
+
+    def latency_ms(self, timing: Latency) -> float:
+        """A trial's latency free of the machine's drift: its ratio to the reference, in ms of
+        the reference as this process first timed it (kept in `reference_ms`)."""
+        if self.reference_ms is None:
+            self.reference_ms = timing.reference_median_ms
+        return timing.relative * self.reference_ms
 
 
 @dataclass
@@ -126,7 +141,7 @@ def run_trial(
     timings["fine_tune_s"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
-    metrics = measure(model, task, config, latency, test)
+    metrics = measure(model, workload, config, latency, test)
     timings["measure_s"] = time.perf_counter() - clock
     metrics |= {
         "allocation": _allocation_table(model, allocation),
@@ -273,8 +288,11 @@ def known_costs(model: MambaClassifier, task: Task) -> dict[str, float]:
     return {"flops": float(effective.total), "params": float(count_parameters(model).params)}
 
 
-def measure(model: MambaClassifier, task: Task, config: TrialConfig, latency: bool, test: bool):
+def measure(
+    model: MambaClassifier, workload: Workload, config: TrialConfig, latency: bool, test: bool
+):
     """The objectives and what explains them: accuracy, FLOPs, parameters, latency."""
+    task = workload.task
     model.eval()
     metrics = {"accuracy": accuracy(model, task.validation)}
     if test:
@@ -295,8 +313,13 @@ def measure(model: MambaClassifier, task: Task, config: TrialConfig, latency: bo
     }
     if latency:
         ids, mask, _ = task.validation[:1]
-        timing = measure_latency(plain, ids, mask)
-        metrics |= {"latency_ms": timing.median_ms, "latency_iqr_ms": timing.iqr_ms}
+        timing = measure_latency(plain, ids, mask, reference=workload.latency_reference)
+        metrics |= {
+            "latency_ms": workload.latency_ms(timing),
+            "latency_measured_ms": timing.median_ms,
+            "latency_iqr_ms": timing.iqr_ms,
+            "latency_relative": timing.relative,
+        }
         metrics["device"] = timing.to_dict()
     return metrics
 

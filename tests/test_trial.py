@@ -17,7 +17,8 @@ from autohm.trial import TrialFailed, TrialPruned, Workload, run_trial
 TINY_TASK = "induction?seq_len=12,num_symbols=6,num_train=96,num_validation=32,num_test=32"
 METRIC_KEYS = {
     "accuracy", "test_accuracy", "flops", "flops_dense", "flops_convention", "params",
-    "params_masked", "params_total", "latency_ms", "latency_iqr_ms", "device", "allocation",
+    "params_masked", "params_total", "latency_ms", "latency_measured_ms", "latency_iqr_ms",
+    "latency_relative", "device", "allocation",
     "sparsity", "scan_order", "timings", "task", "model",
 }  # fmt: skip
 
@@ -64,6 +65,24 @@ def test_a_trial_runs_end_to_end_and_saves_its_artefacts(tmp_path):
     saved = {p.name for p in result.save(tmp_path)}
     assert {"metrics.json", "config.yaml", "order.json", "adapter.safetensors"} <= saved
     assert "masks.safetensors" in saved
+
+
+def test_latency_is_a_ratio_to_the_base_model_in_the_first_measured_ms():
+    """Trials are timed beside the dense base classifier; latency_ms is the ratio in the ms
+    the reference took when the process first timed it, so later drift does not leak in."""
+    workload = tiny_workload()
+    state = torch.random.get_rng_state()
+    reference = workload.latency_reference
+    assert torch.equal(torch.random.get_rng_state(), state)  # building it draws nothing
+    assert workload.latency_reference is reference
+    first, second = (run_trial(tiny_config_for_trials(), workload).metrics for _ in range(2))
+    assert workload.reference_ms == first["device"]["reference_median_ms"]
+    for metrics in (first, second):
+        assert metrics["latency_ms"] == pytest.approx(
+            metrics["latency_relative"] * workload.reference_ms
+        )
+        assert metrics["latency_measured_ms"] == metrics["device"]["median_ms"]
+        assert 0 < metrics["latency_relative"] < 10
 
 
 def test_the_same_seed_gives_the_same_metrics():

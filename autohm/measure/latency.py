@@ -5,10 +5,17 @@ caches, allocator); then `repeats` timed runs, one forward each. CUDA: CUDA even
 forward and a synchronize after it; CPU: time.perf_counter. Reported: the median and the
 interquartile range (75th - 25th percentile, linear interpolation) in milliseconds, robust to
 the odd slow run, with the device, library versions, threads and the scan backend actually used.
+
+With a `reference` model, every timed run of the model is followed by one of the reference and
+`relative` is the median of the per-run ratios. A shared machine's speed drifts by tens of
+percent over minutes; a ratio taken a millisecond apart cancels most of it (benchmarks/
+latency_drift.py), so trials measured at different times compare by their ratios.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from time import perf_counter
@@ -44,6 +51,8 @@ class Latency:
     triton_version: str | None
     num_threads: int  # torch's intra-op threads
     numba_threads: int  # threads of the numba kernels (backend "cpu")
+    reference_median_ms: float | None = None  # the reference model's median, when one was timed
+    relative: float | None = None  # median over runs of model time / reference time
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -72,36 +81,42 @@ def measure_latency(
     repeats: int = 30,
     device: torch.device | str | None = None,
     scan_backend: str | None = None,
+    reference: nn.Module | None = None,
 ) -> Latency:
     """Latency of model(input_ids, padding_mask) by the module's protocol. `device` moves the
     model and inputs there (default: where the model is); `scan_backend` pins the mixers for
-    the measurement (default: leave them, usually "auto"). The model's mode is restored."""
+    the measurement (default: leave them, usually "auto"); `reference` is timed run for run
+    beside the model (same inputs, device and backend) for `relative`. Modes are restored."""
     if repeats < 1 or warmup < 0:
         raise ValueError(f"need repeats >= 1 and warmup >= 0, got {repeats} and {warmup}")
     device = torch.device(device) if device is not None else next(model.parameters()).device
     if device.type == "cuda" and device.index is None:
         device = torch.device("cuda", torch.cuda.current_device())
-    model.to(device)
+    models = [model] if reference is None else [model, reference]
     input_ids = input_ids.to(device)
     padding_mask = None if padding_mask is None else padding_mask.to(device)
     time_one = _time_cuda if device.type == "cuda" else _time_cpu
-
-    def forward() -> torch.Tensor:
-        return model(input_ids, padding_mask)
-
-    was_training = model.training
-    model.eval()
+    forwards = [functools.partial(m, input_ids, padding_mask) for m in models]
+    modes = [m.training for m in models]
     try:
-        with pinned_scan_backend(model, scan_backend), torch.inference_mode():
+        with contextlib.ExitStack() as stack:
+            for m in models:
+                stack.enter_context(pinned_scan_backend(m.to(device).eval(), scan_backend))
+            stack.enter_context(torch.inference_mode())
             backend = scan_backends_in_use(model, device)
             for _ in range(warmup):
-                forward()
+                for forward in forwards:
+                    forward()
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
-            times = [time_one(forward, device) for _ in range(repeats)]
+            times = np.array(
+                [[time_one(forward, device) for forward in forwards] for _ in range(repeats)]
+            )
     finally:
-        model.train(was_training)
-    q25, median, q75 = np.percentile(times, [25, 50, 75])
+        for m, mode in zip(models, modes, strict=True):
+            m.train(mode)
+    q25, median, q75 = np.percentile(times[:, 0], [25, 50, 75])
+    compared = reference is not None
     return Latency(
         median_ms=float(median),
         iqr_ms=float(q75 - q25),
@@ -116,4 +131,6 @@ def measure_latency(
         triton_version=package_version("triton"),
         num_threads=torch.get_num_threads(),
         numba_threads=numba_threads(),
+        reference_median_ms=float(np.median(times[:, 1])) if compared else None,
+        relative=float(np.median(times[:, 0] / times[:, 1])) if compared else None,
     )
