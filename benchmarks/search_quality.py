@@ -166,10 +166,8 @@ def main() -> None:
         versus_off, same_steps, reach = "-", "-", "-"
         if off in final and off != variant:
             versus_off = f"{steps[variant].mean() / steps[off].mean():.2f}x"
-            same_steps = np.mean(
-                [at_steps(*curves[variant, s], steps[off][s]) for s in range(args.seeds)]
-            )
-            same_steps = f"{same_steps:.4f}"
+            within = [at_steps(*curves[variant, s], steps[off][s]) for s in range(args.seeds)]
+            same_steps = f"{np.mean(within):.4f}"
             hits = [first_reaching(*curves[variant, s], final[off][s]) for s in range(args.seeds)]
             hit = [h for h in hits if h is not None]
             reach = f"{np.mean(hit):,.0f} ({len(hit)}/{args.seeds})" if hit else "never"
