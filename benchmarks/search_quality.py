@@ -1,12 +1,12 @@
 """Search quality side by side: TPE against random search, and autohm's early stops on against
 off, on the same task and space. Prints, per variant (sampler:prune rule), the normalised
 hypervolume after the budget (mean ± std over seeds, all studies in the units of the first
-study's anchor) and the compute spent, twice: training steps run (mask learning plus
-fine-tuning; deterministic, so not skewed by a busy machine) and the summed wall time of the
-trials. Early-stop variants are compared with the same sampler without early stops: compute
-spent, the hypervolume they reach within its training steps, and the compute at which they
-first reach its final hypervolume (steps, seeds that did; --early-stop-budget gives them more
-trials to get there).
+study's anchor, latency as the ratio to the base model) and the compute spent, twice:
+training steps run (mask learning plus fine-tuning; deterministic, so not skewed by a busy
+machine) and the summed wall time of the trials. Early-stop variants are compared with the
+same sampler without early stops: compute spent, the hypervolume they reach within its
+training steps, and the compute at which they first reach its final hypervolume (steps, seeds
+that did; --early-stop-budget gives them more trials to get there).
 Last, the hypervolume of all studies' trials pooled: the best front known in the space, which
 bounds from below what a search could reach and puts the "x random" ratios in proportion.
 
@@ -90,6 +90,14 @@ def training_steps(trial: FrozenTrial) -> int:
     return masks + trial.user_attrs.get("pruned_at_step", config["train"]["steps"])
 
 
+def comparable(values: list[float], metrics: dict) -> list[float]:
+    """Objective values with latency as the ratio to the base model (latency_relative, when
+    recorded): studies of different processes or runs may have different reference times in
+    ms, while the ratio means the same in all of them."""
+    relative = metrics.get("latency_relative")
+    return list(values) if relative is None else [*values[:3], relative]
+
+
 def trajectory(study: optuna.Study, anchor: dict) -> tuple[np.ndarray, np.ndarray]:
     """(cumulative training steps, hypervolume of the completed trials so far) after each
     finished trial, in the order they finished."""
@@ -100,7 +108,7 @@ def trajectory(study: optuna.Study, anchor: dict) -> tuple[np.ndarray, np.ndarra
     steps, volumes, done = [], [], []
     for trial in trials:
         if trial.state == TrialState.COMPLETE:
-            done.append(trial.values)
+            done.append(comparable(trial.values, trial.user_attrs.get("metrics", {})))
         steps.append(training_steps(trial))
         volumes.append(normalised_hypervolume(done, anchor))
     return np.cumsum(steps), np.array(volumes)
@@ -116,7 +124,7 @@ def pooled(studies: list[optuna.Study], anchor: dict) -> tuple[int, float]:
     """(completed trials, hypervolume) of every study's completed trials taken together: the
     best front known in the space, an estimate of what any one search could reach."""
     values = [
-        t.values
+        comparable(t.values, t.user_attrs.get("metrics", {}))
         for study in studies
         for t in study.get_trials(deepcopy=False)
         if t.state == TrialState.COMPLETE
@@ -146,6 +154,7 @@ def main() -> None:
         return
     first = next(iter(studies.values()))
     anchor = anchor_metrics(first.get_trials(deepcopy=False))
+    anchor |= {"latency_ms": comparable([0, 0, 0, anchor["latency_ms"]], anchor)[3]}
     curves = {key: trajectory(study, anchor) for key, study in studies.items()}
     seconds = {key: compute_seconds(study) for key, study in studies.items()}
     variants = list(dict.fromkeys(variant for variant, _ in studies))

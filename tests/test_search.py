@@ -23,11 +23,13 @@ from autohm import results
 from autohm.config import TrialConfig
 from autohm.search.export import export_table, export_trial
 from autohm.search.fidelity import EarlyStop, Progress
+from autohm.search.objective import LATENCY_SCALE
 from autohm.search.objectives import DIRECTIONS, OBJECTIVES, hypervolume, pareto_mask
 from autohm.search.selection import SelectionError, pick
 from autohm.search.space import SearchSpaceError, built_in_spaces, load_space, suggest
 from autohm.search.storage import StorageError, existing_study
 from autohm.search.study import SearchSettings, finished, run_search
+from autohm.trial import Workload
 
 TESTS = Path(__file__).resolve().parent
 ROOT = TESTS.parent
@@ -320,6 +322,30 @@ def test_the_budget_counts_across_runs_and_a_rerun_resumes(tmp_path):
     uploaded = [t.user_attrs["artifacts"] for t in study.trials if t.state == TrialState.COMPLETE]
     assert all(set(files) == {"metrics.json", "config.yaml"} for files in uploaded)
     assert stored == {artifact for files in uploaded for artifact in files.values()}
+
+
+class CalibratingRunner(FakeRunner):
+    """Like Workload.latency_ms: a worker without a reference time takes its own."""
+
+    def __init__(self, own_ms):
+        super().__init__()
+        self.own_ms, self.scales = own_ms, []
+
+    def __call__(self, config, workload, **options):
+        if workload.reference_ms is None:
+            workload.reference_ms = self.own_ms
+        self.scales.append(workload.reference_ms)
+        return super().__call__(config, workload, **options)
+
+
+def test_workers_express_latency_in_the_study_s_first_reference_time(tmp_path):
+    """Two workers that calibrated under different loads: the second adopts the time the
+    first published, so all latencies of the study share one millisecond scale."""
+    first, second = CalibratingRunner(2.0), CalibratingRunner(3.0)
+    study = run_search(_settings(tmp_path, 2), Workload(None, None, "w1"), runner=first)
+    assert study.user_attrs[LATENCY_SCALE] == 2.0
+    run_search(_settings(tmp_path, 4), Workload(None, None, "w2"), runner=second)
+    assert first.scales == [2.0, 2.0] and second.scales == [2.0, 2.0]
 
 
 class SlowRunner(FakeRunner):

@@ -24,7 +24,9 @@ from autohm.results import anchor_metrics, feasible
 from autohm.search.fidelity import KNOWN_COSTS, EarlyStop, Progress
 from autohm.search.objectives import OBJECTIVES, normalised_hypervolume
 from autohm.search.space import SearchSpace, suggest
-from autohm.trial import TrialFailed, TrialPruned
+from autohm.trial import TrialFailed, TrialPruned, Workload
+
+LATENCY_SCALE = "latency_reference_ms"  # study user attribute: see Objective._share_latency_scale
 
 
 class TrialFailure(Exception):
@@ -78,6 +80,7 @@ class Objective:
         except ConfigError as error:
             raise _failure(trial, f"invalid combination: {error}") from None
         trial.set_user_attr("config", config.model_dump(mode="json"))
+        self._share_latency_scale(trial.study)
         try:
             result = self.runner(config, self.workload, report=self._reporter(trial))
         except TrialPruned as stopped:
@@ -86,7 +89,20 @@ class Objective:
             raise optuna.TrialPruned(str(stopped)) from None
         except TrialFailed as error:
             raise _failure(trial, str(error)) from None
+        self._share_latency_scale(trial.study)
         return self._record(trial, result)
+
+    def _share_latency_scale(self, study: optuna.Study) -> None:
+        """One millisecond scale per study: latencies are ratios to the reference model times
+        the reference's time (Workload.latency_ms); every worker adopts the time the study's
+        first measurement published, so workers started under different loads agree."""
+        if not isinstance(self.workload, Workload):
+            return
+        shared = study.user_attrs.get(LATENCY_SCALE)
+        if shared is not None:
+            self.workload.reference_ms = shared
+        elif self.workload.reference_ms is not None:
+            study.set_user_attr(LATENCY_SCALE, self.workload.reference_ms)
 
     def _surplus(self, trial: optuna.Trial) -> bool:
         """Whether the trials numbered before this one (finished or running) fill the budget:
