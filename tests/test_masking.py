@@ -14,6 +14,7 @@ from autohm.masking import (
     SparsityPenalty,
     TemperatureSchedule,
     attach_masks,
+    bake_masks_,
     gumbel_sigmoid,
     hard_concrete,
     hard_density,
@@ -141,6 +142,28 @@ def test_a_channel_masked_everywhere_has_an_exactly_zero_output_path():
     assert torch.equal(masks[0].alive(), torch.arange(32) != 5)
     assert sparsity_report(model)["layers.0"]["in_proj.x"] == 1 / 32
     assert sparsity_report(model)["layers.1"]["in_proj.x"] == 0.0
+
+
+def test_baking_freezes_the_alive_channels_and_keeps_the_outputs():
+    """A deployed copy computes its alive channels once (not on every forward): the same
+    channels, the same outputs, and later logit changes no longer count."""
+    model, ids = model_and_ids()
+    masks = attach_masks(model, SITES, granularity="channel")
+    with torch.no_grad():
+        masks[0].logits["channel"][[2, 5]] = -1.0
+    model.eval()
+    with torch.no_grad():
+        expected = model(ids)
+    baked = copy.deepcopy(model)
+    bake_masks_(baked)
+    frozen = baked.backbone.layers[0].mixer.masks
+    assert frozen.frozen and not frozen.training
+    assert torch.equal(frozen.alive(), masks[0].alive())
+    assert "frozen_alive" in dict(frozen.named_buffers())  # moves with .to(device)
+    with torch.no_grad():
+        torch.testing.assert_close(baked(ids), expected, rtol=0, atol=1e-13)
+        frozen.logits["channel"].fill_(1.0)
+    assert torch.equal(frozen.alive(), masks[0].alive())
 
 
 def test_block_masks_share_one_logit_per_block_of_consecutive_channels():

@@ -78,6 +78,7 @@ class MixerMasks(nn.Module):
             self.register_buffer(f"gate_sum_{key}", torch.zeros_like(logit), persistent=False)
         self.register_buffer("gate_steps", torch.zeros((), dtype=torch.long), persistent=False)
         self._gates: dict[str, torch.Tensor] = {}
+        self.frozen = False  # see freeze
 
     def begin_forward(self) -> None:
         """Forget the previous pass's samples: the next gates are drawn afresh."""
@@ -136,9 +137,18 @@ class MixerMasks(nn.Module):
         may skip them); None in training, without an out_proj mask, or when all are alive."""
         if self.training or "out_proj" not in self.sites:
             return None
+        if self.frozen:
+            return self.frozen_alive
         multiplier = self.site_multiplier("out_proj")
         alive = multiplier.expand(-1, self.d_inner).ne(0).any(dim=0)
         return None if bool(alive.all()) else alive
+
+    def freeze(self) -> None:
+        """For deployed copies, whose logits never change again: evaluation mode and the alive
+        channels computed once (a buffer, moved with the model), not on every forward."""
+        self.eval()
+        self.register_buffer("frozen_alive", self.alive(), persistent=False)
+        self.frozen = True
 
     def open_probabilities(self) -> dict[str, torch.Tensor]:
         """P(gate on) per logit tensor, differentiable (the expected-L0 terms)."""
@@ -233,12 +243,12 @@ def set_temperature(model: nn.Module, tau: float) -> None:
 @torch.no_grad()
 def bake_masks_(model: nn.Module) -> None:
     """Multiply the hard masks into the weights and detach them from the projections (the
-    mixers keep their masks, in evaluation mode, for the dead-channel skip). For deployment
-    and measurement copies: run merge first when adapters are attached."""
+    mixers keep their masks, frozen in evaluation mode, for the dead-channel skip). For
+    deployment and measurement copies: run merge first when adapters are attached."""
     for mixer in mixers(model):
         if mixer.masks is None:
             continue
-        mixer.masks.eval()
+        mixer.masks.freeze()
         for module in adapt(mixer).values():
             multiplier = module.mask() if module.mask is not None else None
             if multiplier is not None:
