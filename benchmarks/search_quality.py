@@ -28,7 +28,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from autohm.results import anchor_metrics
-from autohm.search.objectives import normalised_hypervolume
+from autohm.search.objectives import OBJECTIVES, normalised_hypervolume
 from autohm.search.space import load_space
 from autohm.search.study import SearchSettings, run_search
 from autohm.trial import Workload
@@ -90,12 +90,12 @@ def training_steps(trial: FrozenTrial) -> int:
     return masks + trial.user_attrs.get("pruned_at_step", config["train"]["steps"])
 
 
-def comparable(values: list[float], metrics: dict) -> list[float]:
-    """Objective values with latency as the ratio to the base model (latency_relative, when
-    recorded): studies of different processes or runs may have different reference times in
-    ms, while the ratio means the same in all of them."""
-    relative = metrics.get("latency_relative")
-    return list(values) if relative is None else [*values[:3], relative]
+def comparable(metrics: dict) -> list[float]:
+    """A trial's objective values with latency as the ratio to the base model (latency_relative,
+    when recorded): studies of different processes or runs may have different reference times
+    in ms, while the ratio means the same in all of them."""
+    latency = metrics.get("latency_relative", metrics["latency_ms"])
+    return [*(float(metrics[name]) for name in OBJECTIVES[:3]), float(latency)]
 
 
 def trajectory(study: optuna.Study, anchor: dict) -> tuple[np.ndarray, np.ndarray]:
@@ -108,7 +108,7 @@ def trajectory(study: optuna.Study, anchor: dict) -> tuple[np.ndarray, np.ndarra
     steps, volumes, done = [], [], []
     for trial in trials:
         if trial.state == TrialState.COMPLETE:
-            done.append(comparable(trial.values, trial.user_attrs.get("metrics", {})))
+            done.append(comparable(trial.user_attrs["metrics"]))
         steps.append(training_steps(trial))
         volumes.append(normalised_hypervolume(done, anchor))
     return np.cumsum(steps), np.array(volumes)
@@ -124,7 +124,7 @@ def pooled(studies: list[optuna.Study], anchor: dict) -> tuple[int, float]:
     """(completed trials, hypervolume) of every study's completed trials taken together: the
     best front known in the space, an estimate of what any one search could reach."""
     values = [
-        comparable(t.values, t.user_attrs.get("metrics", {}))
+        comparable(t.user_attrs["metrics"])
         for study in studies
         for t in study.get_trials(deepcopy=False)
         if t.state == TrialState.COMPLETE
@@ -154,7 +154,7 @@ def main() -> None:
         return
     first = next(iter(studies.values()))
     anchor = anchor_metrics(first.get_trials(deepcopy=False))
-    anchor |= {"latency_ms": comparable([0, 0, 0, anchor["latency_ms"]], anchor)[3]}
+    anchor |= {"latency_ms": comparable(anchor)[3]}
     curves = {key: trajectory(study, anchor) for key, study in studies.items()}
     seconds = {key: compute_seconds(study) for key, study in studies.items()}
     variants = list(dict.fromkeys(variant for variant, _ in studies))
