@@ -24,7 +24,7 @@ def _block_alive(alive: torch.Tensor, d_inner: int) -> torch.Tensor:
 
 def _allocator(alive_block: torch.Tensor):
     """np.empty when every block is alive (the kernels then write every output), else np.zeros
-    (skipped blocks must read as zero); zero-filling costs ~5% of a call at the default shapes."""
+    (skipped blocks must read as zero); zero-filling cost ~1 ms of a 25 ms call at 2x1536x512x16."""
     return np.empty if bool(alive_block.all()) else np.zeros
 
 
