@@ -26,6 +26,8 @@ def main() -> None:
     parser.add_argument("--measurements", type=int, default=16)
     parser.add_argument("--period", type=int, default=4, help="measurements per load phase")
     args = parser.parse_args()
+    if args.measurements < 1 or args.period < 1:
+        parser.error("--measurements and --period must be at least 1")
     workload = Workload.load()
     model, reference = workload.new_classifier(), workload.latency_reference
     ids, mask, _ = workload.task.validation[:1]
