@@ -50,7 +50,12 @@ def arguments() -> argparse.Namespace:
     parser.add_argument("--space", default="default")
     parser.add_argument("--variants", default="tpe:none,random:none,tpe:pareto,tpe:median")
     parser.add_argument("--out", type=Path, default=Path("search-bench"))
-    return parser.parse_args()
+    args = parser.parse_args()
+    for name in ("budget", "early_stop_budget", "seeds"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            parser.error(f"--{name.replace('_', '-')} must be at least 1, got {value}")
+    return args
 
 
 def parse_pair(text: str) -> tuple[str, int]:
