@@ -6,10 +6,15 @@ forward and a synchronize after it; CPU: time.perf_counter. Reported: the median
 interquartile range (75th - 25th percentile, linear interpolation) in milliseconds, robust to
 the odd slow run, with the device, library versions, threads and the scan backend actually used.
 
-With a `reference` model, every timed run of the model is followed by one of the reference and
-`relative` is the median of the per-run ratios. A shared machine's speed drifts by tens of
-percent over minutes; a ratio taken a millisecond apart cancels most of it (benchmarks/
-latency_drift.py), so trials measured at different times compare by their ratios.
+With a `reference` model, the model and the reference run in turns, which of them first
+alternating from round to round, and `relative` is the ratio of their 10th percentiles. A shared
+machine's speed drifts by tens of percent over minutes; runs a millisecond apart share the drift
+(benchmarks/latency_drift.py), so trials measured at different times compare by their ratios.
+Why these two choices: on an oversubscribed machine (three busy single-threaded processes on two
+cores) the per-run ratios of two identical models, always timed in the same order, had medians
+from 0.28 to 3.15 over 60 measurements: the scheduler's time slices lock onto the fixed order
+and stall one model's runs. Alternating the order and comparing fast runs (the 10th percentile
+of each) kept every ratio within 0.96-1.08 there, and within 0.98-1.03 on a quiet machine.
 """
 
 from __future__ import annotations
@@ -52,7 +57,7 @@ class Latency:
     num_threads: int  # torch's intra-op threads
     numba_threads: int  # threads of the numba kernels (backend "cpu")
     reference_median_ms: float | None = None  # the reference model's median, when one was timed
-    relative: float | None = None  # median over runs of model time / reference time
+    relative: float | None = None  # model / reference, 10th percentiles of their runs
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -86,7 +91,8 @@ def measure_latency(
     """Latency of model(input_ids, padding_mask) by the module's protocol. `device` moves the
     model and inputs there (default: where the model is); `scan_backend` pins the mixers for
     the measurement (default: leave them, usually "auto"); `reference` is timed run for run
-    beside the model (same inputs, device and backend) for `relative`. Modes are restored."""
+    in turns with the model (same inputs, device and backend) for `relative`. Modes are
+    restored."""
     if repeats < 1 or warmup < 0:
         raise ValueError(f"need repeats >= 1 and warmup >= 0, got {repeats} and {warmup}")
     device = torch.device(device) if device is not None else next(model.parameters()).device
@@ -109,9 +115,11 @@ def measure_latency(
                     forward()
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
-            times = np.array(
-                [[time_one(forward, device) for forward in forwards] for _ in range(repeats)]
-            )
+            times = np.zeros((repeats, len(forwards)))
+            for run in range(repeats):
+                turns = range(len(forwards)) if run % 2 == 0 else reversed(range(len(forwards)))
+                for index in turns:
+                    times[run, index] = time_one(forwards[index], device)
     finally:
         for m, mode in zip(models, modes, strict=True):
             m.train(mode)
@@ -132,5 +140,5 @@ def measure_latency(
         num_threads=torch.get_num_threads(),
         numba_threads=numba_threads(),
         reference_median_ms=float(np.median(times[:, 1])) if compared else None,
-        relative=float(np.median(times[:, 0] / times[:, 1])) if compared else None,
+        relative=float(np.divide(*np.percentile(times, 10, axis=0))) if compared else None,
     )
