@@ -40,11 +40,10 @@ class _SelectiveScanCPU(torch.autograd.Function):
         checkpoints = np.empty(  # read back for alive blocks only
             (n_batch, -(-length // kernels.CHUNK), n_state, d_inner), dtype=out.dtype
         )
-        inputs = (u, delta, A, B, C, D, z, bias, alive, alive_block)
-        kernels.scan_forward(
-            *map(_numpy, inputs), softplus, z.shape[-1] > 0, out, last, checkpoints
-        )
-        ctx.save_for_backward(*inputs, torch.from_numpy(checkpoints))
+        inputs = [_numpy(x) for x in (u, delta, A, B, C, D, z, bias, alive, alive_block)]
+        kernels.scan_forward(*inputs, softplus, z.shape[-1] > 0, out, last, checkpoints)
+        # the contiguous copies, so that the backward does not make them again
+        ctx.save_for_backward(*map(torch.from_numpy, inputs), torch.from_numpy(checkpoints))
         ctx.softplus = softplus
         return torch.from_numpy(out), torch.from_numpy(last)
 
