@@ -215,18 +215,20 @@ def scan_forward(
     """out = (C . h + D u) * silu(z), h_t = exp(dt_t A) h_{t-1} + dt_t B_t u_t, dt = softplus(
     delta + bias). u, delta, z, out: (batch, d, L); A: (d, N); B, C: (batch, N, L); D, bias,
     alive: (d,); alive_block: (n_blocks,); last: (batch, d, N); checkpoints: (batch, n_chunks,
-    N, d), the state before each chunk. Dead blocks are skipped: their outputs must be
-    zero-initialised; every output of an alive block is written."""
+    N, d), the state before each chunk. Dead blocks are skipped: out and last get zeros there
+    (written by the job, in parallel); no output needs initialising."""
     n_batch, n_chan, length = u.shape
     n_state = A.shape[1]
     n_blocks = alive_block.shape[0]
     dtype = out.dtype
     for job in prange(n_batch * n_blocks):
         b, block = job // n_blocks, job % n_blocks
-        if not alive_block[block]:
-            continue
         d0 = block * BLOCK
         w = min(BLOCK, n_chan - d0)
+        if not alive_block[block]:
+            out[b, d0 : d0 + w] = 0
+            last[b, d0 : d0 + w] = 0
+            continue
         a, d_skip, bias_tile, keep = _block_params(A, D, bias, alive, d0, w, dtype)
         h = np.zeros((n_state, BLOCK), dtype)
         x, raw, step, y, zt = _tile(dtype), _tile(dtype), _tile(dtype), _tile(dtype), _tile(dtype)
@@ -286,18 +288,27 @@ def scan_backward(
 ):
     """Gradients of scan_forward. du, ddelta, dz: (batch, d, L); reductions go to partial sums
     the caller adds up: dA_part (batch, d, N), dD_part and dbias_part (batch, d) over the batch;
-    dB_part, dC_part (n_blocks, batch, N, L) over channel blocks. As in scan_forward, only dead
-    blocks' outputs must be zero-initialised."""
+    dB_part, dC_part (n_blocks, batch, N, L) over channel blocks. As in scan_forward, a dead
+    block's job writes zeros to its parts of the outputs; no output needs initialising."""
     n_batch, n_chan, length = u.shape
     n_state = A.shape[1]
     n_blocks = alive_block.shape[0]
     dtype = du.dtype
     for job in prange(n_batch * n_blocks):
         b, block = job // n_blocks, job % n_blocks
-        if not alive_block[block]:
-            continue
         d0 = block * BLOCK
         w = min(BLOCK, n_chan - d0)
+        if not alive_block[block]:
+            du[b, d0 : d0 + w] = 0
+            ddelta[b, d0 : d0 + w] = 0
+            if has_z:
+                dz[b, d0 : d0 + w] = 0
+            dA_part[b, d0 : d0 + w] = 0
+            dB_part[block, b] = 0
+            dC_part[block, b] = 0
+            dD_part[b, d0 : d0 + w] = 0
+            dbias_part[b, d0 : d0 + w] = 0
+            continue
         a, d_skip, bias_tile, keep = _block_params(A, D, bias, alive, d0, w, dtype)
         gh, ga = np.zeros((n_state, BLOCK), dtype), np.zeros((n_state, BLOCK), dtype)
         x, raw, step, zt = _tile(dtype), _tile(dtype), _tile(dtype), _tile(dtype)
