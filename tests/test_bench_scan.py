@@ -6,9 +6,11 @@ import subprocess
 import sys
 
 import pytest
+import torch
 from helpers import assert_close_relative, scan_inputs, scan_with_grads
 from typer.testing import CliRunner
 
+from autohm.bench import scan as bench_scan
 from autohm.bench.baselines import selective_scan_mambapy
 from autohm.bench.scan import parse_shapes
 from autohm.cli import app
@@ -33,6 +35,20 @@ def test_parse_shapes():
     assert parse_shapes("4x256x256x16, 2X8X9X1") == [(4, 256, 256, 16), (2, 8, 9, 1)]
     with pytest.raises(AutohmError, match="'4x256' is not BATCHxD_INNERxLxD_STATE"):
         parse_shapes("4x256")
+
+
+def test_rounds_rotate_which_variant_runs_first(monkeypatch):
+    """After the warm-up, each round starts one variant later, so every variant follows every
+    other equally often (a call after torch's parallel ops competes with their spinning
+    threads)."""
+    calls = []
+    monkeypatch.setattr(bench_scan, "_scan_for", lambda variant, d_inner, device: variant)
+    monkeypatch.setattr(
+        bench_scan, "_time_once", lambda scan, inputs, device: calls.append(scan) or 1.0
+    )
+    rows = bench_scan.run([(1, 2, 3, 1)], ["a", "b", "c"], torch.device("cpu"), repeats=3)
+    assert calls == ["a", "b", "c"] + ["a", "b", "c"] + ["b", "c", "a"] + ["c", "a", "b"]
+    assert [row.variant for row in rows] == ["a", "b", "c"]
 
 
 def test_bench_scan_runs_and_writes_json(tmp_path):

@@ -130,7 +130,10 @@ def run(
     progress: Callable[[str], None] = lambda message: None,
 ) -> list[Row]:
     """Time every variant on every shape: one warm-up call each (compilation), then `repeats`
-    interleaved rounds so that drift of a shared machine hits all variants alike."""
+    interleaved rounds so that drift of a shared machine hits all variants alike. Each round
+    starts one variant later: a call right after torch's parallel ops shares the cores with
+    their still-spinning OpenMP threads (the numba kernels' own pool is another), so every
+    variant follows every other equally often."""
     rows = []
     for shape in shapes:
         label = "x".join(map(str, shape))
@@ -142,8 +145,9 @@ def run(
             _time_once(scan, inputs, device)
         for round_index in range(repeats):
             progress(f"{label}: round {round_index + 1}/{repeats}")
-            for variant, scan in scans.items():
-                times[variant].append(_time_once(scan, inputs, device))
+            start = round_index % len(variants)
+            for variant in variants[start:] + variants[:start]:
+                times[variant].append(_time_once(scans[variant], inputs, device))
         medians = {v: statistics.median(t) for v, t in times.items()}
         for variant, samples in times.items():
             quartiles = statistics.quantiles(samples, n=4) if len(samples) > 1 else [0, 0, 0]
