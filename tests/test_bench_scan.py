@@ -39,8 +39,7 @@ def test_parse_shapes():
 
 def test_rounds_rotate_which_variant_runs_first(monkeypatch):
     """After the warm-up, each round starts one variant later, so every variant follows every
-    other equally often (a call after torch's parallel ops competes with their spinning
-    threads)."""
+    other equally often (a call after a memory-heavy one runs on cold caches)."""
     calls = []
     monkeypatch.setattr(bench_scan, "_scan_for", lambda variant, d_inner, device: variant)
     monkeypatch.setattr(

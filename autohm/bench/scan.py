@@ -131,9 +131,9 @@ def run(
 ) -> list[Row]:
     """Time every variant on every shape: one warm-up call each (compilation), then `repeats`
     interleaved rounds so that drift of a shared machine hits all variants alike. Each round
-    starts one variant later: a call right after torch's parallel ops shares the cores with
-    their still-spinning OpenMP threads (the numba kernels' own pool is another), so every
-    variant follows every other equally often."""
+    starts one variant later, so that every variant follows every other equally often: a call
+    right after a memory-heavy one (mambapy materialises (batch, d_inner, L, N) tensors) runs
+    on cold caches and can take twice as long."""
     rows = []
     for shape in shapes:
         label = "x".join(map(str, shape))
