@@ -4,6 +4,7 @@ writes its rows, and bad options are one-line errors."""
 import json
 import subprocess
 import sys
+from collections import Counter
 
 import pytest
 import torch
@@ -37,17 +38,28 @@ def test_parse_shapes():
         parse_shapes("4x256")
 
 
-def test_rounds_rotate_which_variant_runs_first(monkeypatch):
-    """After the warm-up, each round starts one variant later, so every variant follows every
-    other equally often (a call after a memory-heavy one runs on cold caches)."""
+@pytest.mark.parametrize("count", range(1, 8))
+def test_balanced_orders_let_every_variant_follow_every_other_equally_often(count):
+    orders = bench_scan.balanced_orders(count)
+    assert all(sorted(order) == list(range(count)) for order in orders)
+    pairs = Counter((o[i], o[i + 1]) for o in orders for i in range(count - 1))
+    assert len(pairs) == count * (count - 1) and len(set(pairs.values())) <= 1
+
+
+def test_rounds_cycle_through_the_balanced_orders(monkeypatch):
+    """After the warm-up, every round runs each variant once, in the next balanced order (a call
+    after a memory-heavy one runs on cold caches, so none may always follow the same one)."""
     calls = []
     monkeypatch.setattr(bench_scan, "_scan_for", lambda variant, d_inner, device: variant)
     monkeypatch.setattr(
         bench_scan, "_time_once", lambda scan, inputs, device: calls.append(scan) or 1.0
     )
-    rows = bench_scan.run([(1, 2, 3, 1)], ["a", "b", "c"], torch.device("cpu"), repeats=3)
-    assert calls == ["a", "b", "c"] + ["a", "b", "c"] + ["b", "c", "a"] + ["c", "a", "b"]
-    assert [row.variant for row in rows] == ["a", "b", "c"]
+    variants = ["a", "b", "c", "d"]
+    rows = bench_scan.run([(1, 2, 3, 1)], variants, torch.device("cpu"), repeats=5)
+    orders = bench_scan.balanced_orders(4)
+    expected = [[variants[i] for i in orders[r % 4]] for r in range(5)]
+    assert calls == variants + sum(expected, [])  # the warm-up, then the rounds
+    assert [row.variant for row in rows] == variants
 
 
 def test_bench_scan_runs_and_writes_json(tmp_path):

@@ -122,6 +122,14 @@ def _time_once(scan: Callable, inputs: dict, device: torch.device) -> float:
     return (time.perf_counter() - start) * 1e3
 
 
+def balanced_orders(count: int) -> list[list[int]]:
+    """Orders of range(count) in which every item directly follows every other equally often
+    (a Williams design: count orders for even counts, 2 * count for odd ones)."""
+    first = [0] + [(j + 1) // 2 if j % 2 else count - j // 2 for j in range(1, count)]  # 0 1 n-1 2
+    orders = [[(item + shift) % count for item in first] for shift in range(count)]
+    return orders if count % 2 == 0 else orders + [order[::-1] for order in orders]
+
+
 def run(
     shapes: list[tuple[int, int, int, int]],
     variants: list[str],
@@ -130,23 +138,24 @@ def run(
     progress: Callable[[str], None] = lambda message: None,
 ) -> list[Row]:
     """Time every variant on every shape: one warm-up call each (compilation), then `repeats`
-    interleaved rounds so that drift of a shared machine hits all variants alike. Each round
-    starts one variant later, so that every variant follows every other equally often: a call
-    right after a memory-heavy one (mambapy materialises (batch, d_inner, L, N) tensors) runs
-    on cold caches and can take twice as long."""
+    interleaved rounds so that drift of a shared machine hits all variants alike. The rounds
+    cycle through balanced_orders, so that no variant always follows the same one: a call right
+    after a memory-heavy one (mambapy materialises (batch, d_inner, L, N) tensors) runs on cold
+    caches and can take twice as long."""
     rows = []
     for shape in shapes:
         label = "x".join(map(str, shape))
         inputs = random_scan_inputs(shape, device=device)
         scans = {v: _scan_for(v, shape[1], device) for v in variants}
         times: dict[str, list[float]] = {v: [] for v in variants}
+        orders = balanced_orders(len(variants))
         for variant, scan in scans.items():
             progress(f"{label}: warming up {variant}")
             _time_once(scan, inputs, device)
         for round_index in range(repeats):
             progress(f"{label}: round {round_index + 1}/{repeats}")
-            start = round_index % len(variants)
-            for variant in variants[start:] + variants[:start]:
+            for index in orders[round_index % len(orders)]:
+                variant = variants[index]
                 times[variant].append(_time_once(scans[variant], inputs, device))
         medians = {v: statistics.median(t) for v, t in times.items()}
         for variant, samples in times.items():
