@@ -128,6 +128,16 @@ def test_every_output_is_written(shape, monkeypatch):
     )
 
 
+def test_an_input_changed_in_place_before_the_backward_is_an_error():
+    """Like torch's own ops: the backward must not silently use values the forward never saw."""
+    inputs = scan_inputs(1, 5, 7, 4)
+    y = selective_scan(**inputs, backend="cpu")
+    with torch.no_grad():
+        inputs["D"].add_(1.0)
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        y.sum().backward()
+
+
 def test_half_precision_inputs_compute_in_float32():
     inputs = scan_inputs(2, 6, 9, 4, dtype=torch.bfloat16, grad=False)
     y = selective_scan(**inputs, delta_softplus=True, backend="cpu")

@@ -34,10 +34,13 @@ class _SelectiveScanCPU(torch.autograd.Function):
         checkpoints = np.empty(  # read back for alive blocks only
             (n_batch, -(-length // kernels.CHUNK), n_state, d_inner), dtype=out.dtype
         )
-        inputs = [_numpy(x) for x in (u, delta, A, B, C, D, z, bias, alive, alive_block)]
+        # contiguous inputs: the tensors themselves (detach shares the version counter, so an
+        # in-place change before the backward is still caught), the others copied once here
+        tensors = [x.detach().contiguous() for x in (u, delta, A, B, C, D, z, bias, alive)]
+        tensors.append(alive_block)
+        inputs = [tensor.numpy() for tensor in tensors]
         kernels.scan_forward(*inputs, softplus, z.shape[-1] > 0, out, last, checkpoints)
-        # the contiguous copies, so that the backward does not make them again
-        ctx.save_for_backward(*map(torch.from_numpy, inputs), torch.from_numpy(checkpoints))
+        ctx.save_for_backward(*tensors, torch.from_numpy(checkpoints))
         ctx.softplus = softplus
         return torch.from_numpy(out), torch.from_numpy(last)
 
