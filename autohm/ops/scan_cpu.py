@@ -28,17 +28,17 @@ class _SelectiveScanCPU(torch.autograd.Function):
         n_batch, d_inner, length = u.shape
         n_state = A.shape[1]
         alive_block = _block_alive(alive, d_inner)
-        # the kernels write every output (zeros for dead channels), so none is initialised
-        out = np.empty((n_batch, d_inner, length), dtype=_numpy(u).dtype)
-        last = np.empty((n_batch, d_inner, n_state), dtype=out.dtype)
-        checkpoints = np.empty(  # read back for alive blocks only
-            (n_batch, -(-length // kernels.CHUNK), n_state, d_inner), dtype=out.dtype
-        )
         # contiguous inputs: the tensors themselves (detach shares the version counter, so an
         # in-place change before the backward is still caught), the others copied once here
         tensors = [x.detach().contiguous() for x in (u, delta, A, B, C, D, z, bias, alive)]
         tensors.append(alive_block)
         inputs = [tensor.numpy() for tensor in tensors]
+        # the kernels write every output (zeros for dead channels), so none is initialised
+        out = np.empty((n_batch, d_inner, length), dtype=inputs[0].dtype)
+        last = np.empty((n_batch, d_inner, n_state), dtype=out.dtype)
+        checkpoints = np.empty(  # read back for alive blocks only
+            (n_batch, -(-length // kernels.CHUNK), n_state, d_inner), dtype=out.dtype
+        )
         kernels.scan_forward(*inputs, softplus, z.shape[-1] > 0, out, last, checkpoints)
         ctx.save_for_backward(*tensors, torch.from_numpy(checkpoints))
         ctx.softplus = softplus
