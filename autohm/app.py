@@ -28,6 +28,7 @@ from plotly.subplots import make_subplots
 
 from autohm import results
 from autohm.errors import AutohmError
+from autohm.search.fidelity import stop_point
 from autohm.search.objectives import DIRECTIONS, OBJECTIVES
 from autohm.search.selection import SelectionError, pick
 
@@ -1087,7 +1088,8 @@ def trial_status(row: pd.Series) -> None:
         st.error(f"Failed: {row.get('fail_reason') or 'no reason recorded'}")
     elif row["state"] == "PRUNED":
         step, accuracy = row.get("pruned_at_step"), row.get("accuracy_at_stop")
-        st.warning(f"Stopped early at step {_plain(step)} with accuracy {_plain(accuracy)}.")
+        where = stop_point(int(step)) if pd.notna(step) else "at an unrecorded step"
+        st.warning(f"Stopped early {where} with accuracy {_plain(accuracy)}.")
     elif row["state"] != "COMPLETE":
         st.info(f"This trial is {row['state'].lower()}.")
     if isinstance(row.get("baseline"), str):

@@ -40,6 +40,7 @@ from autohm.peft import (
 from autohm.pretrain import base_model
 from autohm.scan_order import collect_statistics, correlation_cost, path_cost, permute_channels
 from autohm.scan_order import solve as solve_order
+from autohm.search.fidelity import stop_point
 from autohm.tasks import Task, load_task
 from autohm.training import TrialFailed, accuracy, batches, optimiser_step
 
@@ -54,7 +55,7 @@ class TrialPruned(Exception):
     """The search's multi-fidelity rule stopped the trial at `step` with `accuracy`."""
 
     def __init__(self, step: int, accuracy: float) -> None:
-        super().__init__(f"stopped early at step {step} (validation accuracy {accuracy:.4f})")
+        super().__init__(f"stopped early {stop_point(step)} (validation accuracy {accuracy:.4f})")
         self.step, self.accuracy = step, accuracy
 
 
@@ -246,7 +247,7 @@ def fine_tune(
     report: Report | None,
 ) -> None:
     """Train the allocated adapters and the head (every weight in "full" mode), evaluating
-    at each fidelity step."""
+    at each fidelity step: every `eval_every` steps, and at step 0 after mask learning."""
     settings, joint = config.train, config.masking.enabled and config.masking.joint
     alpha = config.peft.alpha
     apply_allocation(model, allocation, lora_alpha=alpha, seed=settings.seed, train_masks=joint)
@@ -265,6 +266,14 @@ def fine_tune(
         set_temperature(model, config.masking.schedule.end)
     stream = batches(task.train, settings.batch_size, _generator(config, 3))
     costs = functools.cache(lambda: known_costs(model, task))
+
+    def check(step: int) -> None:
+        value = accuracy(model, task.validation)
+        if report(step, value, costs):
+            raise TrialPruned(step, value)
+
+    if report is not None and config.masking.enabled:
+        check(0)  # the head was trained with the masks: a first, cheap fidelity step
     for step in range(1, settings.steps + 1):
         model.train()
         for mixer_masks in masks:
@@ -275,9 +284,7 @@ def fine_tune(
             loss = loss + penalty(model)
         optimiser_step(loss, optimizer, "fine-tuning", step)
         if report is not None and step % settings.eval_every == 0 and step < settings.steps:
-            value = accuracy(model, task.validation)
-            if report(step, value, costs):
-                raise TrialPruned(step, value)
+            check(step)
     model.eval()
 
 

@@ -50,8 +50,10 @@ def test_a_trial_runs_end_to_end_and_saves_its_artefacts(tmp_path):
     )  # fmt: skip
     metrics = result.metrics
     assert metrics.keys() >= METRIC_KEYS
-    # the costs a stop rule weighs mid-training are the ones measured at the end
-    assert reports == [(3, {"flops": metrics["flops"], "params": metrics["params"]})]
+    # step 0 comes right after mask learning; the costs a stop rule weighs mid-training are
+    # the ones measured at the end
+    costs = {"flops": metrics["flops"], "params": metrics["params"]}
+    assert reports == [(0, costs), (3, costs)]
     assert 0 <= metrics["accuracy"] <= 1 and 0 <= metrics["test_accuracy"] <= 1
     assert metrics["flops"] <= metrics["flops_dense"]
     assert 0 < metrics["params"] < metrics["params_total"]
@@ -108,7 +110,25 @@ def test_a_non_finite_loss_fails_the_trial_cleanly():
 def test_the_report_callback_stops_a_trial_early():
     with pytest.raises(TrialPruned) as stopped:
         run_trial(tiny_config_for_trials(), tiny_workload(), report=lambda *progress: True)
+    assert stopped.value.step == 0  # right after mask learning, before any fine-tuning step
+    assert str(stopped.value).startswith("stopped early after mask learning (validation accuracy")
+
+    def stop_after_fine_tuning_began(step: int, *progress) -> bool:
+        return step > 0
+
+    with pytest.raises(TrialPruned) as stopped:
+        run_trial(tiny_config_for_trials(), tiny_workload(), report=stop_after_fine_tuning_began)
     assert stopped.value.step == 3
+
+
+def test_without_masks_the_first_fidelity_step_is_a_fine_tuning_step():
+    """Step 0 is reported only after mask learning, which trains the head; without masks
+    the head is still untrained there and its accuracy would say nothing."""
+    steps = []
+    config = tiny_config_for_trials(masking={"enabled": False})
+    run_trial(config, tiny_workload(), latency=False,
+              report=lambda step, *progress: steps.append(step) or False)  # fmt: skip
+    assert steps == [3]
 
 
 def test_effective_flops_drop_by_the_hand_computed_path_of_a_dead_channel():

@@ -1,7 +1,7 @@
 """Multi-fidelity early stopping, done by autohm because Optuna cannot prune multi-objective
-studies. A trial reports its validation accuracy at each fidelity step (every
-`train.eval_every` fine-tuning steps) and is stopped when it falls behind the completed trials
-at the same step:
+studies. A trial reports its validation accuracy at each fidelity step (step 0, right after
+mask learning, which trains the head with the masks; then every `train.eval_every` fine-tuning
+steps) and is stopped when it falls behind the completed trials at the same step:
 
 - median:  below the median of their accuracies (Optuna's MedianPruner rule);
 - halving: outside the best 1/eta of them (asynchronous successive halving, eta = 3);
@@ -24,6 +24,11 @@ import numpy as np
 
 RULES = ("median", "halving", "pareto", "none")
 KNOWN_COSTS = ("flops", "params")  # objectives fixed before fine-tuning, minimised
+
+
+def stop_point(step: int) -> str:
+    """Where a trial stopped, for people: step 0 is the one right after mask learning."""
+    return "after mask learning" if step == 0 else f"at fine-tuning step {step}"
 
 
 @dataclass(frozen=True)

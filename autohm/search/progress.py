@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from autohm.results import trials_frame
+from autohm.search.fidelity import stop_point
 from autohm.search.objective import counts_toward_budget
 from autohm.search.selection import knee
 from autohm.search.storage import Location
@@ -101,7 +102,7 @@ def describe(trial: FrozenTrial) -> str:
         )
     if trial.state.name == "PRUNED":
         return (
-            f"[dim]stopped early at step {attrs.get('pruned_at_step')} "
+            f"[dim]stopped early {stop_point(attrs.get('pruned_at_step'))} "
             f"(acc {attrs.get('accuracy_at_stop', float('nan')):.4f})[/]"
         )
     if attrs.get("interrupted"):
