@@ -28,7 +28,7 @@ from autohm.search.objectives import DIRECTIONS, OBJECTIVES, hypervolume, pareto
 from autohm.search.selection import SelectionError, pick
 from autohm.search.space import SearchSpaceError, built_in_spaces, load_space, suggest
 from autohm.search.storage import StorageError, existing_study
-from autohm.search.study import SearchSettings, finished, run_search
+from autohm.search.study import SearchSettings, finished, open_study, run_search
 from autohm.trial import Workload
 
 TESTS = Path(__file__).resolve().parent
@@ -491,6 +491,24 @@ def test_a_killed_worker_loses_no_trial_and_its_running_trial_is_retried(tmp_pat
     retried = [t for t in trials if t.system_attrs.get("failed_trial") == 1]
     assert len(retried) == 1 and retried[0].state == TrialState.COMPLETE
     assert retried[0].params == trials[1].params and finished(study) == 3
+
+
+def test_a_trial_whose_worker_died_before_its_first_heartbeat_is_failed_and_replaced(tmp_path):
+    """A worker killed between creating a trial and its first heartbeat leaves a running
+    trial Optuna's stale check never sees; it must not hold a place in the budget."""
+    settings = _settings(tmp_path, 3, heartbeat_s=1)
+    study, _ = open_study(settings)
+    with pytest.warns(UserWarning, match="Heartbeat"):  # ask() outside optimize() warns
+        orphan = study.ask()  # the warm start, created; the worker dies here
+    time.sleep(3.5)  # past the grace period of two heartbeats (SQLite's clock has seconds)
+    study = run_search(settings, workload=object(), runner=FakeRunner())
+    failed, *others = study.trials
+    assert failed.number == orphan.number and failed.state == TrialState.FAIL
+    assert failed.user_attrs == {"warm_start": "default", "orphaned": True}
+    assert finished(study) == 3 and [t.state for t in others] == [TrialState.COMPLETE] * 3
+    warm = [t for t in others if t.user_attrs.get("warm_start") == "default"]
+    fixed = "fixed_params"
+    assert len(warm) == 1 and warm[0].system_attrs[fixed] == failed.system_attrs[fixed]
 
 
 # ---- the quick space end to end -----------------------------------------------------------

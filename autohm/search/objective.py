@@ -5,13 +5,15 @@ why it failed, stopped or was interrupted."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
 import tempfile
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -24,9 +26,11 @@ from autohm.results import anchor_metrics, feasible
 from autohm.search.fidelity import KNOWN_COSTS, EarlyStop, Progress
 from autohm.search.objectives import OBJECTIVES, normalised_hypervolume
 from autohm.search.space import SearchSpace, suggest
+from autohm.search.storage import STALE_AFTER
 from autohm.trial import TrialFailed, TrialPruned, Workload
 
 LATENCY_SCALE = "latency_reference_ms"  # study user attribute: see Objective._share_latency_scale
+WORKER = "worker"  # trial user attribute, the first thing a trial records (its heartbeat runs)
 
 
 class TrialFailure(Exception):
@@ -39,6 +43,34 @@ def counts_toward_budget(trial: FrozenTrial) -> bool:
     if trial.state in (TrialState.COMPLETE, TrialState.PRUNED):
         return True
     return trial.state == TrialState.FAIL and "fail_reason" in trial.user_attrs
+
+
+def fail_orphans(study: optuna.Study, trials: Sequence[FrozenTrial]) -> set[int]:
+    """Fail the trials of workers that died between creating a trial and its first heartbeat
+    (Optuna's stale-trial check sees only trials that sent one, so these would stay running
+    and hold a place in the budget forever): running, no WORKER recorded, started longer ago
+    than the storage's grace period. Nothing of them ran, so they do not count; an enqueued one
+    (the warm start, a baseline) is enqueued again. Returns their numbers."""
+    storage = study._storage  # Optuna has no public way to fail another worker's trial
+    interval = getattr(storage, "get_heartbeat_interval", lambda: None)()
+    if not interval:
+        return set()  # no heartbeat: a running trial may be alive however old it is
+    cutoff = datetime.now() - timedelta(seconds=STALE_AFTER * interval)
+    failed = set()
+    for t in trials:
+        started = t.datetime_start
+        if t.state != TrialState.RUNNING or WORKER in t.user_attrs or started is None:
+            continue
+        if started >= cutoff:
+            continue
+        with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
+            storage.set_trial_user_attr(t._trial_id, "orphaned", True)
+            if not storage.set_trial_state_values(t._trial_id, TrialState.FAIL):
+                continue
+            failed.add(t.number)
+            if "fixed_params" in t.system_attrs:
+                study.enqueue_trial(t.system_attrs["fixed_params"], user_attrs=t.user_attrs)
+    return failed
 
 
 @dataclass
@@ -70,7 +102,7 @@ class Objective:
                 self.main_busy = False
 
     def _run(self, trial: optuna.Trial) -> tuple[float, ...]:
-        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
+        trial.set_user_attr(WORKER, f"{socket.gethostname()}:{os.getpid()}")
         if self._surplus(trial):
             trial.set_user_attr("surplus", True)
             trial.study.stop()
@@ -108,11 +140,13 @@ class Objective:
         """Whether the trials numbered before this one (finished or running) fill the budget:
         with several workers, the last ones to start give way."""
         earlier = trial.study.get_trials(deepcopy=False)
+        orphans = fail_orphans(trial.study, earlier)
         running = TrialState.RUNNING
         ahead = [
             t
             for t in earlier
-            if t.number < trial.number and (counts_toward_budget(t) or t.state == running)
+            if t.number < trial.number
+            and (counts_toward_budget(t) or (t.state == running and t.number not in orphans))
         ]
         return len(ahead) >= self.budget
 

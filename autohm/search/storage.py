@@ -17,6 +17,7 @@ from autohm.errors import AutohmError
 
 DEFAULT_FILE = "autohm.db"
 RETRIES = 2  # how often a trial of a dead worker is retried
+STALE_AFTER = 2  # heartbeats a running trial may miss before its worker counts as dead
 OPEN_ATTEMPTS = 5
 
 
@@ -119,12 +120,15 @@ def _lock_sqlite_transactions(engine: sqlalchemy.engine.Engine) -> None:
 
 
 def _heartbeat(seconds: int | None) -> dict:
-    """RDBStorage options: heartbeats every `seconds`, stale after two, retried RETRIES times."""
+    """RDBStorage options: heartbeats every `seconds`, stale after STALE_AFTER, retried RETRIES
+    times."""
     if not seconds:
         return {}
     retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=RETRIES)
     return dict(
-        heartbeat_interval=seconds, grace_period=2 * seconds, heartbeat_stale_trial_callback=retry
+        heartbeat_interval=seconds,
+        grace_period=STALE_AFTER * seconds,
+        heartbeat_stale_trial_callback=retry,
     )
 
 

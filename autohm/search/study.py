@@ -4,8 +4,9 @@ heartbeat of the storage and a clean stop on Ctrl-C.
 
 Resuming: rerunning the same command opens the same study and runs only the missing trials.
 Finished means complete, stopped early (pruned) or failed by its own configuration; trials that
-were interrupted, abandoned by a dead worker (failed by the heartbeat, then retried) or started
-after the budget was already full do not count.
+were interrupted, abandoned by a dead worker (failed by the heartbeat, then retried; or, when it
+died before the first heartbeat, failed as orphaned) or started after the budget was already
+full do not count.
 """
 
 from __future__ import annotations
