@@ -21,6 +21,7 @@ from optuna.trial import TrialState
 
 from autohm import results
 from autohm.config import TrialConfig
+from autohm.search import objective
 from autohm.search.export import export_table, export_trial
 from autohm.search.fidelity import EarlyStop, Progress
 from autohm.search.objective import LATENCY_SCALE
@@ -493,9 +494,12 @@ def test_a_killed_worker_loses_no_trial_and_its_running_trial_is_retried(tmp_pat
     assert retried[0].params == trials[1].params and finished(study) == 3
 
 
-def test_a_trial_whose_worker_died_before_its_first_heartbeat_is_failed_and_replaced(tmp_path):
+def test_a_trial_whose_worker_died_before_its_first_heartbeat_is_failed_and_replaced(
+    tmp_path, monkeypatch
+):
     """A worker killed between creating a trial and its first heartbeat leaves a running
     trial Optuna's stale check never sees; it must not hold a place in the budget."""
+    monkeypatch.setattr(objective, "ORPHANED_AFTER_S", 0)  # the grace period alone decides
     settings = _settings(tmp_path, 3, heartbeat_s=1)
     study, _ = open_study(settings)
     with pytest.warns(UserWarning, match="Heartbeat"):  # ask() outside optimize() warns

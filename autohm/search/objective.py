@@ -31,6 +31,7 @@ from autohm.trial import TrialFailed, TrialPruned, Workload
 
 LATENCY_SCALE = "latency_reference_ms"  # study user attribute: see Objective._share_latency_scale
 WORKER = "worker"  # trial user attribute, the first thing a trial records (its heartbeat runs)
+ORPHANED_AFTER_S = 600  # at least: a live worker may still be sampling a trial's parameters
 
 
 class TrialFailure(Exception):
@@ -49,13 +50,14 @@ def fail_orphans(study: optuna.Study, trials: Sequence[FrozenTrial]) -> set[int]
     """Fail the trials of workers that died between creating a trial and its first heartbeat
     (Optuna's stale-trial check sees only trials that sent one, so these would stay running
     and hold a place in the budget forever): running, no WORKER recorded, started longer ago
-    than the storage's grace period. Nothing of them ran, so they do not count; an enqueued one
-    (the warm start, a baseline) is enqueued again. Returns their numbers."""
+    than the storage's grace period and ORPHANED_AFTER_S. Nothing of them ran, so they do not
+    count; an enqueued one (the warm start, a baseline) is enqueued again. Returns their
+    numbers."""
     storage = study._storage  # Optuna has no public way to fail another worker's trial
     interval = getattr(storage, "get_heartbeat_interval", lambda: None)()
     if not interval:
         return set()  # no heartbeat: a running trial may be alive however old it is
-    cutoff = datetime.now() - timedelta(seconds=STALE_AFTER * interval)
+    cutoff = datetime.now() - timedelta(seconds=max(STALE_AFTER * interval, ORPHANED_AFTER_S))
     failed = set()
     for t in trials:
         started = t.datetime_start
