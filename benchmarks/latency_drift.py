@@ -62,8 +62,11 @@ def _busy() -> subprocess.Popen:
 
 
 def _stop(load: list[subprocess.Popen]) -> None:
+    """Kill the load processes and wait for them, so the next measurement starts quiet."""
     while load:
-        load.pop().kill()
+        process = load.pop()
+        process.kill()
+        process.wait()
 
 
 if __name__ == "__main__":
