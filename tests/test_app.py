@@ -23,7 +23,7 @@ from fake_trials import FakeRunner, fake_metrics
 from optuna.trial import TrialState
 from streamlit.testing.v1 import AppTest
 
-from autohm import app, results
+from autohm import app, figures, results
 from autohm.config import TrialConfig
 from autohm.errors import AutohmError
 from autohm.search.export import export_trial
@@ -329,15 +329,15 @@ def test_ten_thousand_trials_stay_fast():
     table = table.join(results.key_choices(table, configs).add_prefix("choice."))
     table["hover"] = app.hover_text(table)
     view = results.filtered(table, {"accuracy": (0.5, 1.0)}, {"choice.solver": ["two_opt"]})
-    style = app.Style(colour="choice.mode", facet="choice.masks")
-    figures = [
-        app.pareto_figure(view, "flops", "accuracy", style, results.references(view), None),
-        app.cube_figure(view),
-        app.matrix_figure(view),
-        app.history_figure(view, "number"),
+    style = figures.Style(colour="choice.mode", facet="choice.masks")
+    built = [
+        figures.pareto_figure(view, "flops", "accuracy", style, results.references(view), None),
+        figures.cube_figure(view),
+        figures.matrix_figure(view),
+        figures.history_figure(view, "number"),
     ]
     elapsed = time.perf_counter() - started
-    assert len(table) == 10_000 and table["pareto"].any() and len(figures) == 4
+    assert len(table) == 10_000 and table["pareto"].any() and len(built) == 4
     assert 0 < len(view) < len(table) and set(view["choice.solver"]) == {"two_opt"}
     assert elapsed < 60, f"{elapsed:.1f} s for 10,000 trials"  # a few seconds on a laptop
 
@@ -422,7 +422,7 @@ def _front_pixels(path: Path) -> int:
     """Pixels in the front's marker colour."""
     from PIL import Image
 
-    red, green, blue = (int(app.FRONT[i : i + 2], 16) for i in (1, 3, 5))
+    red, green, blue = (int(figures.FRONT[i : i + 2], 16) for i in (1, 3, 5))
     pixels = np.asarray(Image.open(path).convert("RGB")).astype(int)
     close = np.abs(pixels - [red, green, blue]).sum(axis=-1) < 30
     return int(close.sum())
