@@ -81,6 +81,18 @@ def anchor_metrics(trials: Sequence[FrozenTrial]) -> dict[str, Any] | None:
     return first.user_attrs.get("metrics") or dict(zip(OBJECTIVES, first.values, strict=True))
 
 
+def training_steps(trial: FrozenTrial) -> tuple[int, int]:
+    """(steps run, steps of a full run) of a completed or stopped trial: mask learning plus
+    fine-tuning, a stopped one up to its stop; (0, 0) for any other trial."""
+    finished = trial.state in (TrialState.COMPLETE, TrialState.PRUNED)
+    if not finished or "config" not in trial.user_attrs:
+        return 0, 0
+    config = trial.user_attrs["config"]
+    masks = config["masking"]["steps"] if config["masking"]["enabled"] else 0
+    fine_tuning = config["train"]["steps"]
+    return masks + trial.user_attrs.get("pruned_at_step", fine_tuning), masks + fine_tuning
+
+
 def flatten(mapping: Mapping, prefix: str, keep: Sequence[str] = ()) -> dict[str, Any]:
     """Nested mappings as dotted columns; top-level keys in `keep` and lists stay whole."""
     flat: dict[str, Any] = {}

@@ -25,9 +25,9 @@ from pathlib import Path
 
 import numpy as np
 import optuna
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import TrialState
 
-from autohm.results import anchor_metrics
+from autohm.results import anchor_metrics, training_steps
 from autohm.search.objectives import OBJECTIVES, normalised_hypervolume
 from autohm.search.space import load_space
 from autohm.search.study import SearchSettings, run_search
@@ -85,16 +85,6 @@ def compute_seconds(study: optuna.Study) -> float:
     )
 
 
-def training_steps(trial: FrozenTrial) -> int:
-    """Mask-learning plus fine-tuning steps a finished trial ran (a stopped one up to its stop)."""
-    finished = trial.state in (TrialState.COMPLETE, TrialState.PRUNED)
-    if not finished or "config" not in trial.user_attrs:
-        return 0
-    config = trial.user_attrs["config"]
-    masks = config["masking"]["steps"] if config["masking"]["enabled"] else 0
-    return masks + trial.user_attrs.get("pruned_at_step", config["train"]["steps"])
-
-
 def comparable(metrics: dict) -> list[float]:
     """A trial's objective values with latency as the ratio to the base model (latency_relative,
     when recorded): studies of different processes or runs may have different reference times
@@ -114,7 +104,7 @@ def trajectory(study: optuna.Study, anchor: dict) -> tuple[np.ndarray, np.ndarra
     for trial in trials:
         if trial.state == TrialState.COMPLETE:
             done.append(comparable(trial.user_attrs["metrics"]))
-        steps.append(training_steps(trial))
+        steps.append(training_steps(trial)[0])
         volumes.append(normalised_hypervolume(done, anchor))
     return np.cumsum(steps), np.array(volumes)
 

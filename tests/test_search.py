@@ -26,6 +26,7 @@ from autohm.search.export import export_table, export_trial
 from autohm.search.fidelity import EarlyStop, Progress
 from autohm.search.objective import LATENCY_SCALE
 from autohm.search.objectives import DIRECTIONS, OBJECTIVES, hypervolume, pareto_mask
+from autohm.search.progress import early_stops
 from autohm.search.selection import SelectionError, pick
 from autohm.search.space import SearchSpaceError, built_in_spaces, load_space, suggest
 from autohm.search.storage import StorageError, existing_study
@@ -429,9 +430,16 @@ def test_trials_behind_the_median_are_stopped_early_with_their_partial_metrics(t
     for trial in pruned:
         assert trial.user_attrs["pruned_at_step"] == 10
         assert trial.user_attrs["fidelity"]["10"] == trial.user_attrs["accuracy_at_stop"]
+    # the quick space: 10 mask steps and 20 fine-tuning steps; the stand-in stops at step 10
+    stopped, complete = len(pruned), _counts(study)["COMPLETE"]
+    run, full = 20 * stopped + 30 * complete, 30 * (stopped + complete)
+    assert early_stops(study.trials) == (
+        f"early stops: {stopped} of 12 trials stopped (0 right after mask learning); "
+        f"{run:,} of {full:,} training steps run, {1 - run / full:.0%} saved"
+    )
     settings = _settings(tmp_path, 6, prune="none", study="unpruned", sampler="random")
     study = run_search(settings, workload=object(), runner=FakeRunner())
-    assert _counts(study) == {"COMPLETE": 6}
+    assert _counts(study) == {"COMPLETE": 6} and early_stops(study.trials) is None
 
 
 def test_pareto_early_stops_only_trials_dominated_at_their_step(tmp_path):

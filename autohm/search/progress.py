@@ -1,20 +1,21 @@
 """What `autohm search` prints: a header, one line per finished trial (its objectives or why it
-stopped, the best accuracy so far, the front size, the hypervolume, the ETA) and a closing
-table of the Pareto front with the knee marked."""
+stopped, the best accuracy so far, the front size, the hypervolume, the ETA), a closing
+table of the Pareto front with the knee marked, and the compute early stops saved."""
 
 from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Sequence
 from datetime import timedelta
 
 import optuna
 import pandas as pd
-from optuna.trial import FrozenTrial
+from optuna.trial import FrozenTrial, TrialState
 from rich.console import Console
 from rich.table import Table
 
-from autohm.results import trials_frame
+from autohm.results import training_steps, trials_frame
 from autohm.search.fidelity import stop_point
 from autohm.search.objective import counts_toward_budget
 from autohm.search.selection import knee
@@ -88,6 +89,9 @@ class SearchProgress:
             )  # fmt: skip
         self.console.print(view)
         self.console.print("* the knee (autohm export picks it by default)", highlight=False)
+        stops = early_stops(study.get_trials(deepcopy=False))
+        if stops:
+            self.console.print(stops, highlight=False)
 
 
 def describe(trial: FrozenTrial) -> str:
@@ -110,6 +114,21 @@ def describe(trial: FrozenTrial) -> str:
     if attrs.get("surplus"):
         return "[dim]not run: budget reached[/]"
     return f"[red]failed[/]: {attrs.get('fail_reason', 'see the log')}"
+
+
+def early_stops(trials: Sequence[FrozenTrial]) -> str | None:
+    """The compute early stops saved, in training steps (mask learning plus fine-tuning) against
+    running every stopped trial to the end; None when no trial was stopped."""
+    stopped = [t for t in trials if t.state == TrialState.PRUNED]
+    if not stopped:
+        return None
+    run, full = (sum(steps) for steps in zip(*map(training_steps, trials), strict=True))
+    first = sum(t.user_attrs.get("pruned_at_step") == 0 for t in stopped)
+    finished = sum(t.state == TrialState.COMPLETE for t in trials) + len(stopped)
+    return (
+        f"early stops: {len(stopped)} of {finished} trials stopped ({first} right after mask "
+        f"learning); {run:,} of {full:,} training steps run, {1 - run / full:.0%} saved"
+    )
 
 
 def standing(table: pd.DataFrame) -> str:
