@@ -105,7 +105,9 @@ class Objective:
 
     def _run(self, trial: optuna.Trial) -> tuple[float, ...]:
         trial.set_user_attr(WORKER, f"{socket.gethostname()}:{os.getpid()}")
-        if self._surplus(trial):
+        trials = trial.study.get_trials(deepcopy=False)
+        orphans = fail_orphans(trial.study, trials)
+        if self._surplus(trial.number, [t for t in trials if t.number not in orphans]):
             trial.set_user_attr("surplus", True)
             trial.study.stop()
             raise TrialFailure("the budget was reached by other trials")
@@ -138,17 +140,14 @@ class Objective:
         elif self.workload.reference_ms is not None:
             study.set_user_attr(LATENCY_SCALE, self.workload.reference_ms)
 
-    def _surplus(self, trial: optuna.Trial) -> bool:
-        """Whether the trials numbered before this one (finished or running) fill the budget:
+    def _surplus(self, number: int, trials: Sequence[FrozenTrial]) -> bool:
+        """Whether the trials numbered before `number` (finished or running) fill the budget:
         with several workers, the last ones to start give way."""
-        earlier = trial.study.get_trials(deepcopy=False)
-        orphans = fail_orphans(trial.study, earlier)
         running = TrialState.RUNNING
         ahead = [
             t
-            for t in earlier
-            if t.number < trial.number
-            and (counts_toward_budget(t) or (t.state == running and t.number not in orphans))
+            for t in trials
+            if t.number < number and (counts_toward_budget(t) or t.state == running)
         ]
         return len(ahead) >= self.budget
 
