@@ -210,30 +210,34 @@ def analytic_flops(
     """count_flops(MambaClassifier(config, num_labels, pooling), seq_len, batch).by_module from
     the architecture's formulas (zero entries left out); the basis of masked FLOP estimates.
 
-    T = batch * seq_len tokens, d = d_model, e = d_inner, N = d_state, R = dt_rank, K = d_conv,
-    per layer: norm (see _norm_flops), residual add T*d, in_proj T*d*2e, conv1d
+    T = batch * seq_len tokens, d = d_model, e = d_inner, N = d_state (a compact model's own
+    per layer; a layer without channels costs its norm and residual only), R = dt_rank,
+    K = d_conv, per layer: norm (see _norm_flops), residual add T*d, in_proj T*d*2e, conv1d
     batch*e*K*(seq_len+K-1) (nn.Conv1d pads both sides; the K-1 extra outputs are computed, then
     cut), SiLU T*e and A = -exp(A_log) 2*e*N in the mixer itself, x_proj T*e*(R+2N), dt_proj
     T*R*e, selective scan (scan_flops), out_proj T*e*d; then norm_f, mean pooling T*d
     (last-token pooling: 0) and the head batch*d*num_labels.
     """
-    tokens, d, e = batch * seq_len, config.d_model, config.d_inner
-    n, r, k = config.d_state, config.resolved_dt_rank, config.d_conv
-    per_layer = {
-        "norm": _norm_flops(config, tokens),
-        "": tokens * d,
-        "mixer.in_proj": tokens * d * 2 * e,
-        "mixer.conv1d": batch * e * k * (seq_len + k - 1),
-        "mixer": tokens * e + 2 * e * n,
-        "mixer.x_proj": tokens * e * (r + 2 * n),
-        "mixer.dt_proj": tokens * r * e,
-        f"mixer.{SCAN_KEY}": scan_flops(batch, e, seq_len, n),
-        "mixer.out_proj": tokens * e * d,
-    }
+    tokens, d = batch * seq_len, config.d_model
+    r, k = config.resolved_dt_rank, config.d_conv
+
+    def layer(e: int, n: int) -> dict[str, int]:
+        return {
+            "norm": _norm_flops(config, tokens),
+            "": tokens * d,
+            "mixer.in_proj": tokens * d * 2 * e,
+            "mixer.conv1d": batch * e * k * (seq_len + k - 1),
+            "mixer": tokens * e + 2 * e * n,
+            "mixer.x_proj": tokens * e * (r + 2 * n),
+            "mixer.dt_proj": tokens * r * e,
+            f"mixer.{SCAN_KEY}": scan_flops(batch, e, seq_len, n) if e else 0,
+            "mixer.out_proj": tokens * e * d,
+        }
+
     flops = {
         f"backbone.layers.{i}" + (f".{key}" if key else ""): value
         for i in range(config.n_layer)
-        for key, value in per_layer.items()
+        for key, value in layer(config.layer_inner(i), config.layer_state(i)).items()
     }
     flops["backbone.norm_f"] = _norm_flops(config, tokens)
     flops[ROOT_KEY] = tokens * d if pooling == "mean" else 0

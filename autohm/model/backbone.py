@@ -7,6 +7,7 @@ backbone.norm_f), so checkpoints map onto it key for key.
 from __future__ import annotations
 
 import math
+import warnings
 
 import torch
 from torch import nn
@@ -40,11 +41,11 @@ def make_norm(config: MambaConfig) -> nn.Module:
 class Block(nn.Module):
     """hidden + mixer(norm(hidden)), the residual kept in float32 when residual_in_fp32."""
 
-    def __init__(self, config: MambaConfig) -> None:
+    def __init__(self, config: MambaConfig, layer: int = 0) -> None:
         super().__init__()
         self.residual_in_fp32 = config.residual_in_fp32
         self.norm = make_norm(config)
-        self.mixer = MambaMixer(config)
+        self.mixer = MambaMixer(config, layer)
 
     def _residual(self, hidden: torch.Tensor) -> torch.Tensor:
         return at_least_float32(hidden) if self.residual_in_fp32 else hidden
@@ -68,10 +69,12 @@ class MambaBackbone(nn.Module):
 
     def __init__(self, config: MambaConfig) -> None:
         super().__init__()
-        self.embedding = nn.Embedding(config.padded_vocab_size, config.d_model)
-        self.layers = nn.ModuleList(Block(config) for _ in range(config.n_layer))
-        self.norm_f = make_norm(config)
-        self._init_weights(config)
+        with warnings.catch_warnings():  # a compact layer may have no channels left
+            warnings.filterwarnings("ignore", "Initializing zero-element tensors")
+            self.embedding = nn.Embedding(config.padded_vocab_size, config.d_model)
+            self.layers = nn.ModuleList(Block(config, i) for i in range(config.n_layer))
+            self.norm_f = make_norm(config)
+            self._init_weights(config)
 
     @torch.no_grad()
     def _init_weights(self, config: MambaConfig) -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from autohm.errors import CheckpointError
@@ -23,6 +23,7 @@ from autohm.model.config import MambaConfig
 
 CONFIG_FILE = "config.json"
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+HEAD_FILE = "head.safetensors"  # a classifier's head beside its backbone
 
 # transformers MambaConfig field -> MambaConfig field
 _HF_FIELDS = {
@@ -105,6 +106,9 @@ _STATE_SPACES_TOP = {
     "pad_vocab_size_multiple",
     "tie_embeddings",
 }
+# autohm's extensions for compact models, written only when set (mamba_ssm cannot hold them)
+_COMPACT = {"layer_d_inner", "layer_d_state", "x_proj_bias"}
+_STATE_SPACES_TOP |= _COMPACT
 _STATE_SPACES_SSM = {f.name for f in fields(MambaConfig)} - _STATE_SPACES_TOP
 _STATE_SPACES_IGNORED = {"use_fast_path", "layer"}
 
@@ -264,7 +268,7 @@ def normalise_keys(state: dict[str, torch.Tensor], tied: bool) -> dict[str, torc
 def load_weights_into(model: torch.nn.Module, state: dict[str, torch.Tensor], file: Path) -> None:
     """Strictly copy `state` into `model`: every key present, none extra, every shape equal."""
     expected = model.state_dict()
-    if getattr(model.config, "tie_embeddings", False):
+    if getattr(getattr(model, "config", None), "tie_embeddings", False):
         expected.pop("lm_head.weight", None)
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
@@ -283,17 +287,53 @@ def load_weights_into(model: torch.nn.Module, state: dict[str, torch.Tensor], fi
 
 
 def save_checkpoint(model: torch.nn.Module, directory: str | Path) -> Path:
-    """Write config.json (state-spaces layout) and model.safetensors; returns the directory."""
+    """Write a language model's config.json and model.safetensors; returns the directory."""
+    config: MambaConfig = model.config
+    state = model.state_dict()
+    if config.tie_embeddings:
+        state.pop("lm_head.weight", None)
+    return write_checkpoint(config, state, directory)
+
+
+def write_checkpoint(
+    config: MambaConfig, state: dict[str, torch.Tensor], directory: str | Path
+) -> Path:
+    """Write config.json (state-spaces layout; a compact model's per-layer widths and x_proj
+    bias as the extra top-level fields layer_d_inner, layer_d_state, x_proj_bias) and
+    model.safetensors holding `state`; returns the directory."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    config: MambaConfig = model.config
     top = {k: v for k, v in config.to_dict().items() if k in _STATE_SPACES_TOP}
+    for key in _COMPACT:
+        if top[key] == getattr(MambaConfig, key):
+            del top[key]  # a plain Mamba v1: the file stays readable by mamba_ssm
     if top["norm_epsilon"] == MambaConfig.norm_epsilon:
         del top["norm_epsilon"]  # mamba_ssm's config has no such field; 1e-5 is its default
     ssm_cfg = {k: v for k, v in config.to_dict().items() if k in _STATE_SPACES_SSM}
     (directory / CONFIG_FILE).write_text(json.dumps({**top, "ssm_cfg": ssm_cfg}, indent=2) + "\n")
-    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
-    if config.tie_embeddings:
-        state.pop("lm_head.weight", None)
-    save_file(state, str(directory / WEIGHT_FILES[0]), metadata={"format": "pt"})
+    tensors = {k: v.detach().contiguous() for k, v in state.items()}
+    save_file(tensors, str(directory / WEIGHT_FILES[0]), metadata={"format": "pt"})
     return directory
+
+
+def write_head(head: torch.nn.Linear, pooling: str, directory: str | Path) -> Path:
+    """head.safetensors: a classifier's score.weight and score.bias, its pooling as metadata."""
+    file = Path(directory) / HEAD_FILE
+    tensors = {f"score.{k}": v.detach().contiguous() for k, v in head.state_dict().items()}
+    save_file(tensors, str(file), metadata={"format": "pt", "pooling": pooling})
+    return file
+
+
+def read_head(directory: Path) -> tuple[dict[str, torch.Tensor], str | None] | None:
+    """The saved head's tensors (score.weight, score.bias) and pooling (None in files written
+    before it was recorded), or None when the checkpoint has no head."""
+    file = directory / HEAD_FILE
+    if not file.is_file():
+        return None
+    tensors = _load_weight_file(file)
+    for key in ("score.weight", "score.bias"):
+        if key not in tensors:
+            raise _fail(file, f"missing tensor {key!r}")
+    with safe_open(str(file), "pt") as handle:
+        pooling = (handle.metadata() or {}).get("pooling")
+    return tensors, pooling

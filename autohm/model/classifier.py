@@ -6,12 +6,15 @@ exactly, because the mixers ignore padded positions (see MambaMixer.forward).
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Literal
 
 import torch
 from torch import nn
 
+from autohm.errors import CheckpointError
+from autohm.model import checkpoint
 from autohm.model.backbone import MambaBackbone
 from autohm.model.config import MambaConfig
 from autohm.model.lm import MambaLM
@@ -52,11 +55,39 @@ class MambaClassifier(nn.Module):
 
     @classmethod
     def from_pretrained(
-        cls, path: str | Path, num_labels: int, pooling: Pooling = "last"
+        cls, path: str | Path, num_labels: int | None = None, pooling: Pooling | None = None
     ) -> MambaClassifier:
-        """The backbone of a language-model checkpoint with a new classification head."""
-        lm = MambaLM.from_pretrained(path)
-        return cls(lm.config, num_labels, pooling, backbone=lm.backbone)
+        """The backbone of a checkpoint with its saved head (head.safetensors, as
+        save_pretrained writes it), or with a new head of `num_labels` classes. `pooling`
+        defaults to the saved head's, else "last"; given, it must agree with a saved head."""
+        directory = checkpoint.resolve_checkpoint(path)
+        lm = MambaLM.from_pretrained(directory)
+        saved = checkpoint.read_head(directory)
+        if saved is None:
+            if num_labels is None:
+                raise CheckpointError(
+                    f"{directory}: no {checkpoint.HEAD_FILE}; give num_labels for a new head"
+                )
+            return cls(lm.config, num_labels, pooling or "last", backbone=lm.backbone)
+        tensors, saved_pooling = saved
+        file = directory / checkpoint.HEAD_FILE
+        rows = tensors["score.weight"].shape[0]
+        if num_labels is not None and num_labels != rows:
+            raise CheckpointError(f"{file}: the head has {rows} classes, not {num_labels}")
+        if pooling is not None and saved_pooling is not None and pooling != saved_pooling:
+            raise CheckpointError(f"{file}: the head pools {saved_pooling!r}, not {pooling!r}")
+        model = cls(lm.config, rows, pooling or saved_pooling or "last", backbone=lm.backbone)
+        checkpoint.load_weights_into(model.score, {k[6:]: v for k, v in tensors.items()}, file)
+        return model
+
+    def save_pretrained(self, path: str | Path) -> Path:
+        """The backbone as a language-model checkpoint (config.json, model.safetensors; the
+        unused LM head tied to the embedding) and the head in head.safetensors."""
+        config = replace(self.config, tie_embeddings=True)
+        state = {f"backbone.{k}": v for k, v in self.backbone.state_dict().items()}
+        directory = checkpoint.write_checkpoint(config, state, path)
+        checkpoint.write_head(self.score, self.pooling, directory)
+        return directory
 
     def set_scan_backend(self, name: str) -> None:
         """Pin every layer to one scan backend; "auto" (the default) picks per device."""

@@ -31,6 +31,11 @@ class MambaConfig:
     fused_add_norm: bool = True
     pad_vocab_size_multiple: int = 8
     tie_embeddings: bool = True
+    # A compact model (autohm.deploy.compact) has widths of its own per layer, and x_proj may
+    # carry a bias (the folded input of removed channels). None: d_inner and d_state everywhere.
+    layer_d_inner: list[int] | None = None
+    layer_d_state: list[int] | None = None
+    x_proj_bias: bool = False
 
     def __post_init__(self) -> None:
         for name in ("d_model", "n_layer", "vocab_size", "d_state", "d_conv", "expand"):
@@ -43,11 +48,33 @@ class MambaConfig:
             raise ValueError(f"dt_init must be 'random' or 'constant', got {self.dt_init!r}")
         if self.pad_vocab_size_multiple < 1:
             raise ValueError("pad_vocab_size_multiple must be >= 1")
+        for name in ("layer_d_inner", "layer_d_state"):
+            widths = getattr(self, name)
+            if widths is None:
+                continue
+            if not isinstance(widths, list | tuple) or len(widths) != self.n_layer:
+                raise ValueError(f"{name} must list one width per layer ({self.n_layer})")
+            if any(not isinstance(w, int) or isinstance(w, bool) or w < 0 for w in widths):
+                raise ValueError(f"{name} must hold non-negative integers, got {widths!r}")
+            setattr(self, name, list(widths))
 
     @property
     def d_inner(self) -> int:
         """Channels of the scan: expand * d_model."""
         return self.expand * self.d_model
+
+    def layer_inner(self, layer: int) -> int:
+        """Channels of layer `layer`'s scan (fewer than d_inner after compaction)."""
+        return self.d_inner if self.layer_d_inner is None else self.layer_d_inner[layer]
+
+    def layer_state(self, layer: int) -> int:
+        """States of layer `layer`'s scan (fewer than d_state after compaction)."""
+        return self.d_state if self.layer_d_state is None else self.layer_d_state[layer]
+
+    @property
+    def is_compact(self) -> bool:
+        """Whether any layer has its own widths or x_proj a bias (not a plain Mamba v1)."""
+        return self.layer_d_inner is not None or self.layer_d_state is not None or self.x_proj_bias
 
     @property
     def resolved_dt_rank(self) -> int:

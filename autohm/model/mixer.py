@@ -48,9 +48,12 @@ def at_least_float32(tensor: torch.Tensor) -> torch.Tensor:
 class MambaMixer(nn.Module):
     """in_proj -> causal depthwise conv -> SiLU -> selective scan (gated by SiLU(z)) -> out_proj."""
 
-    def __init__(self, config: MambaConfig) -> None:
+    def __init__(self, config: MambaConfig, layer: int = 0) -> None:
+        """Layer `layer` of `config`: its own d_inner and d_state where the config is compact
+        (zero channels allowed: such a mixer contributes out_proj's bias, or nothing)."""
         super().__init__()
-        d_inner, d_state, dt_rank = config.d_inner, config.d_state, config.resolved_dt_rank
+        d_inner, d_state = config.layer_inner(layer), config.layer_state(layer)
+        dt_rank = config.resolved_dt_rank
         self.d_inner, self.d_state, self.dt_rank, self.d_conv = (
             d_inner,
             d_state,
@@ -62,11 +65,13 @@ class MambaMixer(nn.Module):
             d_inner,
             d_inner,
             config.d_conv,
-            groups=d_inner,
+            groups=max(d_inner, 1),  # a zero-width layer never calls its conv
             padding=config.d_conv - 1,
             bias=config.conv_bias,
         )
-        self.x_proj = nn.Linear(d_inner, dt_rank + 2 * d_state, bias=False)
+        if d_inner == 0:  # the weight keeps its usual shape (d_inner, 1, d_conv) in files
+            self.conv1d.weight = nn.Parameter(torch.empty(0, 1, config.d_conv))
+        self.x_proj = nn.Linear(d_inner, dt_rank + 2 * d_state, bias=config.x_proj_bias)
         self.dt_proj = nn.Linear(dt_rank, d_inner, bias=True)
         self.A_log = nn.Parameter(torch.empty(d_inner, d_state))
         self.D = nn.Parameter(torch.empty(d_inner))
@@ -91,9 +96,17 @@ class MambaMixer(nn.Module):
         self.A_log.copy_(torch.log(A))
         self.D.fill_(1.0)
 
-    def _ssm_inputs(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """From the conv output x (..., d_inner): delta before softplus, B and C."""
-        dt, B, C = self.x_proj(x).split([self.dt_rank, self.d_state, self.d_state], dim=-1)
+    def _ssm_inputs(
+        self, x: torch.Tensor, keep: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """From the conv output x (..., d_inner): delta before softplus, B and C. x_proj's bias
+        (a compact model's folded constant inputs) is zero where `keep` (..., 1) is zero, as
+        the inputs it stands for are at padded positions."""
+        projected = self.x_proj(x)
+        bias = self.x_proj.bias
+        if bias is not None and keep is not None:
+            projected = projected - (1 - keep) * bias
+        dt, B, C = projected.split([self.dt_rank, self.d_state, self.d_state], dim=-1)
         return self.dt_proj(dt), B, C
 
     def scan_inputs(
@@ -107,6 +120,7 @@ class MambaMixer(nn.Module):
         """
         length = hidden.shape[1]
         self._begin_masked_pass()
+        keep_tokens = None if padding_mask is None else padding_mask[..., None].to(hidden.dtype)
         x, z = self.in_proj(hidden).chunk(2, dim=-1)
         keep = None if padding_mask is None else padding_mask[:, None, :].to(x.dtype)
         conv_in = x.transpose(1, 2)  # (batch, d_inner, L)
@@ -115,7 +129,7 @@ class MambaMixer(nn.Module):
         u = F.silu(self.conv1d(conv_in)[..., :length])
         if keep is not None:
             u = u * keep
-        delta, B, C = self._ssm_inputs(u.transpose(1, 2))
+        delta, B, C = self._ssm_inputs(u.transpose(1, 2), keep_tokens)
         return ScanInputs(
             u, delta.transpose(1, 2), -torch.exp(at_least_float32(self.A_log)),
             B.transpose(1, 2), C.transpose(1, 2), at_least_float32(self.D), z.transpose(1, 2),
@@ -129,6 +143,9 @@ class MambaMixer(nn.Module):
         return_state: bool = False,
     ) -> torch.Tensor | tuple[torch.Tensor, LayerState]:
         """hidden (batch, L, d_model) -> (batch, L, d_model); padding as in scan_inputs."""
+        if self.d_inner == 0:
+            out = self._nothing(hidden)
+            return (out, self.empty_state(hidden.shape[0])) if return_state else out
         s = self.scan_inputs(hidden, padding_mask)
         y, ssm_state = selective_scan(
             s.u, s.delta, s.A, s.B, s.C, s.D, z=s.z, delta_softplus=True,
@@ -140,6 +157,10 @@ class MambaMixer(nn.Module):
         pad = max(self.d_conv - hidden.shape[1], 0)
         conv_state = F.pad(s.conv_in, (pad, 0))[..., -self.d_conv :]
         return out, LayerState(conv_state, ssm_state)
+
+    def _nothing(self, hidden: torch.Tensor) -> torch.Tensor:
+        """The output of a mixer without channels: out_proj of no inputs (its bias, or zeros)."""
+        return self.out_proj(hidden.new_zeros(*hidden.shape[:-1], 0))
 
     def _begin_masked_pass(self) -> None:
         """Masks draw one fresh sample per pass, shared by every projection they cover."""
@@ -161,6 +182,8 @@ class MambaMixer(nn.Module):
 
     def step(self, hidden: torch.Tensor, state: LayerState) -> tuple[torch.Tensor, LayerState]:
         """One token: hidden (batch, d_model) -> (batch, d_model) and the next state."""
+        if self.d_inner == 0:
+            return self._nothing(hidden), state
         self._begin_masked_pass()
         x, z = self.in_proj(hidden).chunk(2, dim=-1)
         conv_state = torch.cat([state.conv[..., 1:], x[..., None]], dim=-1)

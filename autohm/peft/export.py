@@ -16,22 +16,17 @@ from __future__ import annotations
 import copy
 import json
 from collections import Counter
-from dataclasses import replace
 from pathlib import Path
 
 import torch
-from safetensors.torch import save_file
 from torch import nn
 
 from autohm.masking import bake_masks_, mask_settings
 from autohm.masking.masks import mixers
-from autohm.model import MambaLM
-from autohm.model.checkpoint import save_checkpoint
+from autohm.model.checkpoint import HEAD_FILE
 from autohm.peft.allocation import Allocation
 from autohm.peft.apply import adapted_modules, merge_adapters
 from autohm.peft.targets import IA3_ON_INPUT
-
-HEAD_FILE = "head.safetensors"
 
 
 def peft_module_name(key: str) -> str:
@@ -117,21 +112,10 @@ def merged_copy(model: nn.Module) -> nn.Module:
 
 
 def save_merged(model: nn.Module, directory: str | Path) -> Path:
-    """The merged backbone as a language-model checkpoint (MambaLM.from_pretrained and mamba_ssm
-    read it); a classifier's head goes to head.safetensors (score.weight, score.bias)."""
-    directory = Path(directory)
-    plain = merged_copy(model)
-    if isinstance(plain, MambaLM):
-        return save_checkpoint(plain, directory)
-    config = replace(plain.config, tie_embeddings=True)  # the LM head is unused: tie it
-    with torch.device("meta"):
-        lm = MambaLM(config)
-    lm.backbone = plain.backbone
-    lm.lm_head.weight = lm.backbone.embedding.weight
-    save_checkpoint(lm, directory)
-    head = {f"score.{k}": v.contiguous() for k, v in plain.score.state_dict().items()}
-    save_file(head, str(directory / HEAD_FILE), metadata={"format": "pt"})
-    return directory
+    """The merged model: a language model's checkpoint, or a classifier's backbone as one
+    (MambaLM.from_pretrained and mamba_ssm read it) with its head in head.safetensors
+    (MambaClassifier.from_pretrained reads both)."""
+    return merged_copy(model).save_pretrained(directory)
 
 
 def export_peft(model: nn.Module, allocation: dict[str, Allocation], directory: str | Path) -> Path:
