@@ -161,7 +161,7 @@ def test_adapters_are_merged_before_compaction(mode):
     allocation = {
         f"layers.{i}.{name}": Allocation(method, 2 if method == "lora" else None)
         for i in range(2)
-        for name, method in zip(("in_proj", "x_proj", "dt_proj", "out_proj"), methods)
+        for name, method in zip(("in_proj", "x_proj", "dt_proj", "out_proj"), methods, strict=True)
     }
     apply_allocation(model, allocation)
     generator = torch.Generator().manual_seed(1)
