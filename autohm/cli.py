@@ -44,7 +44,9 @@ def info(
     table.add_row("devices", ", ".join(devices))
     table.add_row("scan backends (cpu)", ", ".join(available_backends("cpu")))
     if model is not None:
+        from autohm.deploy import describe
         from autohm.model import MambaLM
+        from autohm.model.checkpoint import read_head, resolve_checkpoint
 
         lm = MambaLM.from_pretrained(model)
         config = lm.config
@@ -53,6 +55,12 @@ def info(
             table.add_row(f"  {key}", str(value))
         params = sum(p.numel() for p in lm.parameters())
         table.add_row("  parameters", f"{params:,}")
+        table.add_row("  compaction", describe(config))
+        head = read_head(resolve_checkpoint(model))
+        if head is not None:
+            tensors, pooling = head
+            classes = tensors["score.weight"].shape[0]
+            table.add_row("  classification head", f"{classes} classes, pooling {pooling}")
     console.print(table)
 
 
@@ -61,6 +69,53 @@ bench_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(bench_app, name="bench")
+
+
+@bench_app.command("deploy")
+def bench_deploy(
+    models: str = typer.Option("built-in,d256x4", help="Comma-separated: built-in, d256x4."),
+    fractions: str = typer.Option(
+        "0,0.25,0.5,0.75,0.9", help="Comma-separated shares of channels removed."
+    ),
+    repeats: int = typer.Option(30, min=1, help="Timed runs of each model (in turns)."),
+    device: str | None = typer.Option(None, help="cpu or cuda (default: cuda when present)."),
+    json_path: Path | None = typer.Option(None, "--json", help="Also write the rows as JSON."),
+) -> None:
+    """FLOPs and latency of compact models against their dense base, channels removed at
+    0 to 90 %."""
+    import torch
+
+    from autohm.bench import deploy
+    from autohm.devices import default_device, describe_device
+
+    target = torch.device(device) if device else default_device()
+    if target.type == "cuda" and not torch.cuda.is_available():
+        raise AutohmError("--device cuda: no CUDA device is available")
+    try:
+        shares = [float(f) for f in fractions.split(",")]
+    except ValueError:
+        raise AutohmError(f"--fractions: {fractions!r} is not a list of numbers") from None
+    console.print(f"device {describe_device(target)}, torch {torch.__version__}", highlight=False)
+    with console.status("benchmarking") as status:
+        rows = deploy.run(models.split(","), shares, repeats, target, progress=status.update)
+    table = Table(title="compact model vs dense base: FLOPs, then latency timed in turns")
+    columns = ("model", "shape", "removed", "channels", "MFLOPs", "x dense", "ms (IQR)",
+               "dense ms (IQR)", "x dense")  # fmt: skip
+    for column in columns:
+        table.add_column(column, justify="left" if column == "model" else "right")
+    for row in rows:
+        table.add_row(
+            row.model, row.shape, f"{row.removed:.0%}", str(row.channels),
+            f"{row.flops / 1e6:,.1f}", f"{row.flops_ratio:.2f}",
+            f"{row.median_ms:.2f} ({row.iqr_ms:.2f})",
+            f"{row.dense_median_ms:.2f} ({row.dense_iqr_ms:.2f})", f"{row.latency_ratio:.2f}",
+        )  # fmt: skip
+    console.print(table)
+    if json_path is not None:
+        environment = {"device": describe_device(target), "torch": torch.__version__}
+        document = {"environment": environment, "rows": deploy.as_dicts(rows)}
+        json_path.write_text(json.dumps(document, indent=2))
+        console.print(f"wrote {json_path}")
 
 
 @bench_app.command("scan")
@@ -124,6 +179,16 @@ TASK_HELP = (
     "options as NAME?KEY=VALUE,..."
 )
 MODEL_HELP = "A checkpoint directory or Hub id (default: the built-in base model of the task)."
+LATENCY_BATCH_HELP = "Deployment shape latency is timed at: sequences per batch (default 32)."
+LATENCY_SEQ_LEN_HELP = "Deployment shape latency is timed at: tokens (default: the task's)."
+
+
+def _latency_batch(default: int | None = 32) -> typer.models.OptionInfo:
+    return typer.Option(default, "--latency-batch", help=LATENCY_BATCH_HELP)
+
+
+def _latency_seq_len() -> typer.models.OptionInfo:
+    return typer.Option(None, "--latency-seq-len", help=LATENCY_SEQ_LEN_HELP)
 
 
 def _summary_table(title: str, rows: list[dict]) -> Table:
@@ -145,12 +210,22 @@ def _cell(value) -> str:
     return "-" if value is None else f"{value:,}" if isinstance(value, int) else str(value)
 
 
-def _workload(task: str, model: str | None, seed: int):
-    """The task and base model, with a status line while a base model pretrains."""
+def _workload(task: str, model: str | None, latency_batch: int, latency_seq_len: int | None):
+    """The task and base model, with a status line while a base model pretrains, and the
+    deployment shape latency is timed at (checked before any work)."""
     from autohm.trial import Workload
 
+    check_shape_options(latency_batch, latency_seq_len)
     with console.status(f"loading task {task} and its base model (pretrained on first use)"):
-        return Workload.load(task, model, seed=seed)
+        return Workload.load(task, model, 0, latency_batch, latency_seq_len)
+
+
+def check_shape_options(latency_batch: int, latency_seq_len: int | None) -> None:
+    """--latency-batch and --latency-seq-len positive, before anything loads."""
+    for option, value in (("--latency-batch", latency_batch),
+                          ("--latency-seq-len", latency_seq_len)):  # fmt: skip
+        if value is not None and value < 1:
+            raise AutohmError(f"{option} must be a positive integer, got {value}")
 
 
 @app.command()
@@ -185,15 +260,18 @@ def train(
         Path("autohm-run"), help="Directory for metrics, adapter, masks, export."
     ),
     seed: int | None = typer.Option(None, help="Override train.seed of the configuration."),
+    latency_batch: int = _latency_batch(),
+    latency_seq_len: int | None = _latency_seq_len(),
 ) -> None:
-    """Train one configuration at full fidelity; write metrics.json, adapter, masks, PEFT export."""
+    """Train one configuration at full fidelity; write metrics.json, adapter, masks, PEFT export
+    and the compact deployed model (DIR/deploy)."""
     from autohm.config import TrialConfig
     from autohm.runs import SUMMARY_KEYS, train_and_save
 
     trial_config = TrialConfig.load(config)
     if seed is not None:
         trial_config.train.seed = seed
-    workload = _workload(task, model, seed=0)
+    workload = _workload(task, model, latency_batch, latency_seq_len)
     with console.status("training (scan order, masks, adapters, evaluation, measurement)"):
         result = train_and_save(trial_config, workload, out)
     metrics = result.metrics
@@ -213,13 +291,15 @@ def baselines(
     config: Path | None = typer.Option(
         None, help="Take training settings from this configuration."
     ),
+    latency_batch: int = _latency_batch(),
+    latency_seq_len: int | None = _latency_seq_len(),
 ) -> None:
     """Measure full fine-tuning, linear probing, LoRA-only and IA3-only on the same base model."""
     from autohm.config import TrialConfig
     from autohm.runs import run_baselines
 
     like = TrialConfig.load(config) if config else None
-    workload = _workload(task, model, seed=0)
+    workload = _workload(task, model, latency_batch, latency_seq_len)
     with console.status("training the four baselines"):
         table = run_baselines(workload, out, like)
     by_metric = table.set_index("baseline").T.reset_index(names="metric")
@@ -241,7 +321,14 @@ def search(
     n_jobs: int = typer.Option(1, "--n-jobs", min=1, help="Trials run in parallel threads."),
     seed: int | None = typer.Option(0, help="Sampler seed."),
     max_params: float | None = typer.Option(None, help="Constraint: trainable parameters."),
-    max_latency_ms: float | None = typer.Option(None, help="Constraint: latency in ms."),
+    max_latency: float | None = typer.Option(
+        None, help="Constraint: latency as a multiple of the dense base model's (e.g. 0.5)."
+    ),
+    max_latency_ms: float | None = typer.Option(
+        None, help="Constraint: the compact model's measured latency in ms (machine-dependent)."
+    ),
+    latency_batch: int | None = _latency_batch(None),
+    latency_seq_len: int | None = _latency_seq_len(),
     prune: str | None = typer.Option(
         None,
         help="Multi-fidelity early stop: median, halving, pareto or none (default: the space's).",
@@ -265,8 +352,13 @@ def search(
     settings = SearchSettings.from_options(
         load_space(space), budget=budget, task=task, model=model, study=study, storage=storage,
         out=out, sampler=sampler, n_jobs=n_jobs, seed=seed, max_params=max_params,
-        max_latency_ms=max_latency_ms, prune=prune, baselines=baselines, heartbeat_s=heartbeat,
+        max_latency=max_latency, max_latency_ms=max_latency_ms, latency_batch=latency_batch,
+        latency_seq_len=latency_seq_len, prune=prune, baselines=baselines,
+        heartbeat_s=heartbeat,
     )  # fmt: skip
+    length = f"{settings.latency_seq_len} tokens" if settings.latency_seq_len else "task length"
+    console.print(f"latency: the compact model timed beside the dense base model on "
+                  f"{settings.latency_batch} sequences of {length}", highlight=False)  # fmt: skip
     progress = SearchProgress(console, budget, n_jobs)
     try:
         result = run_search(settings, callbacks=[progress], on_start=progress.header)
@@ -291,7 +383,12 @@ def export(
     trial: int | None = typer.Option(None, help="Export this trial number (same as trial:N)."),
     min_accuracy: float | None = typer.Option(None, help="Only trials at least this accurate."),
     max_params: float | None = typer.Option(None, help="Only trials with at most these params."),
-    max_latency_ms: float | None = typer.Option(None, help="Only trials at most this slow."),
+    max_latency: float | None = typer.Option(
+        None, help="Only trials at most this slow (a multiple of the dense base's latency)."
+    ),
+    max_latency_ms: float | None = typer.Option(
+        None, help="Only trials whose compact model measured at most this many ms."
+    ),
     format: str = typer.Option(
         "yaml", help="yaml: the picked configuration; csv or parquet: every trial as a table."
     ),
@@ -306,7 +403,7 @@ def export(
         path = export_table(opened, format, out)
         console.print(f"wrote {path}", highlight=False)
         return
-    limits = {"params": max_params, "latency_ms": max_latency_ms}
+    limits = {"params": max_params, "latency": max_latency, "latency_ms": max_latency_ms}
     limits = {key: value for key, value in limits.items() if value is not None}
     rule = f"trial:{trial}" if trial is not None else pick
     path, chosen = export_trial(opened, rule, out, min_accuracy, limits)
@@ -323,6 +420,8 @@ def ablate(
     model: str | None = typer.Option(None, help=MODEL_HELP),
     seeds: int = typer.Option(3, min=2, help="Seeds per variant (mean ± std, bootstrap)."),
     out: Path = typer.Option(Path("autohm-ablation"), help="Directory for tables and plots."),
+    latency_batch: int = _latency_batch(),
+    latency_seq_len: int | None = _latency_seq_len(),
 ) -> None:
     """Measure what each pillar and their combination contribute around one configuration."""
     from autohm.ablation import ablate as run_ablation
@@ -342,7 +441,7 @@ def ablate(
         opened = existing_study(storage, study)
         chosen, trial = picked_config(opened, pick)
         console.print(f"ablating around trial {trial.number} of {opened.study_name}")
-    workload = _workload(task, model, seed=0)
+    workload = _workload(task, model, latency_batch, latency_seq_len)
     with console.status("ablation") as status:
         runs, notes = run_ablation(chosen, workload, list(range(seeds)), progress=status.update)
     files = write_report(runs, notes, out, frame(opened) if opened is not None else None)
@@ -389,10 +488,30 @@ def serve(
     os.execve(sys.executable, command, environment)
 
 
-def main() -> None:
-    """Entry point of the console script: run the app, turning AutohmError into one line."""
+def _click_exceptions():
+    """The exceptions module of the click that typer runs on (typer >= 0.29 vendors click)."""
     try:
-        app()
-    except AutohmError as error:
-        Console(stderr=True, soft_wrap=True).print(f"[bold red]error:[/] {error}", highlight=False)
+        from typer._click import exceptions
+    except ImportError:
+        from click import exceptions
+    return exceptions
+
+
+def main() -> None:
+    """Entry point of the console script: run the app, turning AutohmError and usage mistakes
+    (a bad option value) into one `error:` line with exit status 2."""
+    exceptions = _click_exceptions()
+    try:
+        status = app(standalone_mode=False)
+    except (AutohmError, exceptions.ClickException) as error:
+        message = str(error)
+        if isinstance(error, exceptions.ClickException):
+            message = " ".join(error.format_message().split())  # empty: the help was shown
+        if message:
+            Console(stderr=True, soft_wrap=True).print(
+                f"[bold red]error:[/] {message}", highlight=False
+            )
         sys.exit(2)
+    except typer.Abort:
+        sys.exit(130)
+    sys.exit(status if isinstance(status, int) else 0)

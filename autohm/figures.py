@@ -17,7 +17,7 @@ from autohm import results
 from autohm.search.objectives import DIRECTIONS, OBJECTIVES
 
 LABELS = {"accuracy": "accuracy", "flops": "FLOPs", "params": "trainable params",
-          "latency_ms": "latency (ms)"}  # fmt: skip
+          "latency": "latency (x dense)"}  # fmt: skip
 MAXIMISED = {name for name, d in zip(OBJECTIVES, DIRECTIONS, strict=True) if d == "maximize"}
 FRONT, DOMINATED, INFEASIBLE = "#1f6feb", "#a0a8b5", "#d1495b"
 REFERENCE, VARIANT, STEP = "#111827", "#8e44ad", "#0b3d91"
@@ -267,11 +267,11 @@ def cube_figure(points: pd.DataFrame) -> go.Figure:
                 marker=dict(
                     size=size,
                     opacity=opacity,
-                    color=rows["latency_ms"],
+                    color=rows["latency"],
                     colorscale="Viridis",
-                    cmin=points["latency_ms"].min(),
-                    cmax=points["latency_ms"].max(),
-                    colorbar=dict(title="latency (ms)", thickness=12) if on_front else None,
+                    cmin=points["latency"].min(),
+                    cmax=points["latency"].max(),
+                    colorbar=dict(title=LABELS["latency"], thickness=12) if on_front else None,
                     showscale=on_front,
                 ),
                 name="Pareto front" if on_front else "dominated",

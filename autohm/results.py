@@ -20,7 +20,13 @@ import pandas as pd
 from optuna.trial import FrozenTrial, TrialState
 
 from autohm.errors import AutohmError
-from autohm.search.objectives import DIRECTIONS, OBJECTIVES, minimised, pareto_mask
+from autohm.search.objectives import (
+    DIRECTIONS,
+    OBJECTIVES,
+    minimised,
+    pareto_mask,
+    read_objectives,
+)
 from autohm.search.storage import existing_study, locate, open_storage
 
 RAW_METRICS = ("allocation", "sparsity", "task")  # kept whole: one entry per layer and module
@@ -107,9 +113,10 @@ def flatten(mapping: Mapping, prefix: str, keep: Sequence[str] = ()) -> dict[str
 
 def _row(trial: FrozenTrial) -> dict[str, Any]:
     complete = trial.state == TrialState.COMPLETE and trial.values is not None
-    values = trial.values if complete else [np.nan] * len(OBJECTIVES)
-    duration = trial.duration.total_seconds() if trial.duration is not None else np.nan
     attrs = trial.user_attrs
+    metrics = attrs.get("metrics") or {}
+    values = read_objectives(trial.values, metrics) if complete else [np.nan] * len(OBJECTIVES)
+    duration = trial.duration.total_seconds() if trial.duration is not None else np.nan
     row: dict[str, Any] = {
         "number": trial.number,
         "state": trial.state.name,
@@ -121,7 +128,7 @@ def _row(trial: FrozenTrial) -> dict[str, Any]:
         **{f"constraint.{key}": value for key, value in trial.constraints.items()},
     }
     row |= flatten(attrs.get("config") or {}, "cfg")
-    row |= flatten(attrs.get("metrics") or {}, "metric", keep=RAW_METRICS)
+    row |= flatten(metrics, "metric", keep=RAW_METRICS)
     return row
 
 
@@ -208,6 +215,8 @@ def read_baselines(path: str | Path) -> pd.DataFrame:
             rows = pd.DataFrame(json.loads(path.read_text()))
     except (OSError, ValueError) as error:
         raise AutohmError(f"baselines file {path}: {error}") from None
+    if "latency" not in rows.columns and "latency_relative" in rows.columns:
+        rows = rows.assign(latency=rows["latency_relative"])  # written before compaction
     missing = [c for c in ("baseline", *OBJECTIVES) if c not in rows.columns]
     if missing:
         raise AutohmError(

@@ -9,23 +9,28 @@ from pathlib import Path
 import pandas as pd
 
 from autohm.config import TrialConfig
+from autohm.deploy import describe
 from autohm.peft import export_peft
 from autohm.trial import TrialResult, Workload, run_trial
 
 BASELINES = ("full", "head", "lora", "ia3")
 SUMMARY_KEYS = (
-    "accuracy", "test_accuracy", "flops", "flops_dense", "params", "params_masked",
-    "params_total", "latency_ms", "latency_iqr_ms", "latency_relative",
+    "accuracy", "test_accuracy", "flops", "flops_sparse", "flops_dense", "params",
+    "params_masked", "params_total", "latency", "latency_ms", "latency_iqr_ms", "latency_dense_ms",
 )  # fmt: skip
+DEPLOY_DIR = "deploy"
 
 
 def train_and_save(config: TrialConfig, workload: Workload, out: str | Path) -> TrialResult:
     """Run `config` (validation and test accuracy) and write metrics.json, config.yaml,
-    order.json, adapter.safetensors, masks.safetensors and the PEFT export under out/peft/."""
+    order.json, adapter.safetensors, masks.safetensors, the PEFT export under out/peft/ and
+    the compact model under out/deploy/ (MambaClassifier.from_pretrained loads it)."""
     result = run_trial(config, workload, test=True)
     out = Path(out)
     result.save(out)
     export_peft(result.model, result.allocation, out / "peft")
+    result.deployed.save_pretrained(out / DEPLOY_DIR)
+    (out / DEPLOY_DIR / "COMPACTION.txt").write_text(describe(result.deployed.config) + "\n")
     return result
 
 

@@ -18,6 +18,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from autohm.config import TrialConfig
+from autohm.deploy import compact
+from autohm.devices import default_device
+from autohm.errors import AutohmError
 from autohm.masking import (
     SparsityPenalty,
     TemperatureSchedule,
@@ -26,14 +29,21 @@ from autohm.masking import (
     set_temperature,
     sparsity_report,
 )
-from autohm.measure import Latency, dense_and_effective_flops, deployed_flops, measure_latency
+from autohm.masking.masks import mixers
+from autohm.measure import (
+    DEFAULT_BATCH,
+    Latency,
+    check_shape,
+    count_flops,
+    deployed_flops,
+    measure_latency,
+)
 from autohm.model import MambaClassifier, MambaLM
 from autohm.peft import (
     Allocation,
     allocate,
     apply_allocation,
     count_parameters,
-    deployed,
     module_importance,
     save_adapter,
 )
@@ -61,17 +71,37 @@ class TrialPruned(Exception):
 
 @dataclass
 class Workload:
-    """The task and base model every trial of a run shares (loaded once per process)."""
+    """The task and base model every trial of a run shares (loaded once per process), and the
+    deployment shape latency is timed at: `latency_batch` sequences of `latency_seq_len` tokens
+    (None: the task's length)."""
 
     task: Task
     base: MambaLM
     model_source: str
-    reference_ms: float | None = field(default=None, init=False)  # see latency_ms
+    latency_batch: int = DEFAULT_BATCH
+    latency_seq_len: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.base is not None:
+            check_shape(self.base.config, self.latency_batch, self.deployment_seq_len)
 
     @classmethod
-    def load(cls, task: str = "digits", model: str | None = None, seed: int = 0) -> Workload:
+    def load(
+        cls,
+        task: str = "digits",
+        model: str | None = None,
+        seed: int = 0,
+        latency_batch: int = DEFAULT_BATCH,
+        latency_seq_len: int | None = None,
+    ) -> Workload:
         loaded = load_task(task, seed=seed)
-        return cls(loaded, base_model(loaded, model), model or "built-in")
+        base = base_model(loaded, model)
+        return cls(loaded, base, model or "built-in", latency_batch, latency_seq_len)
+
+    @property
+    def deployment_seq_len(self) -> int:
+        """The sequence length latency is timed at."""
+        return self.latency_seq_len or self.task.seq_len
 
     def new_classifier(self) -> MambaClassifier:
         """A classifier on a private copy of the base backbone (trials never share weights)."""
@@ -85,12 +115,17 @@ class Workload:
         with torch.random.fork_rng(devices=[]):
             return self.new_classifier()
 
-    def latency_ms(self, timing: Latency) -> float:
-        """A trial's latency free of the machine's drift: its ratio to the reference, in ms of
-        the reference as this process first timed it (kept in `reference_ms`)."""
-        if self.reference_ms is None:
-            self.reference_ms = timing.reference_median_ms
-        return timing.relative * self.reference_ms
+    @functools.cached_property
+    def dense_flops(self) -> int:
+        """Forward FLOPs of the dense base classifier on one sequence of the task's length."""
+        return count_flops(self.latency_reference, self.task.seq_len).total
+
+    def latency_inputs(self) -> torch.Tensor:
+        """Token ids of the deployment shape (fixed random tokens: a Mamba forward takes the
+        same time whatever they are)."""
+        generator = torch.Generator().manual_seed(0)
+        shape = (self.latency_batch, self.deployment_seq_len)
+        return torch.randint(0, self.base.config.vocab_size, shape, generator=generator)
 
 
 @dataclass
@@ -102,6 +137,7 @@ class TrialResult:
     metrics: dict
     orders: list[list[int]] = field(default_factory=list)
     allocation: dict[str, Allocation] = field(default_factory=dict)
+    deployed: MambaClassifier | None = None  # the compact model (autohm.deploy.compact)
 
     def save(self, directory: str | Path) -> list[Path]:
         """metrics.json, config.yaml, order.json and the adapter/mask files; returns the paths."""
@@ -142,7 +178,7 @@ def run_trial(
     timings["fine_tune_s"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
-    metrics = measure(model, workload, config, latency, test)
+    metrics, small = measure(model, workload, config, latency, test)
     timings["measure_s"] = time.perf_counter() - clock
     metrics |= {
         "allocation": _allocation_table(model, allocation),
@@ -151,7 +187,7 @@ def run_trial(
         "task": task.describe(),
         "model": workload.model_source,
     }
-    return TrialResult(config, model, metrics, orders, allocation)
+    return TrialResult(config, model, metrics, orders, allocation, small)
 
 
 def apply_scan_order(model: MambaClassifier, task: Task, config: TrialConfig):
@@ -159,8 +195,7 @@ def apply_scan_order(model: MambaClassifier, task: Task, config: TrialConfig):
     settings = config.scan_order
     clock = time.perf_counter()
     if settings.method == "identity":
-        d_inner = model.config.d_inner
-        return {"method": "identity"}, [list(range(d_inner))] * model.config.n_layer
+        return {"method": "identity"}, [list(range(m.d_inner)) for m in mixers(model)]
     stream = batches(task.train, config.train.batch_size, _generator(config, 1))
     calibration = (next(stream)[:2] for _ in range(settings.calibration_batches))
     stats = collect_statistics(model, calibration, source=settings.source)
@@ -289,16 +324,17 @@ def fine_tune(
 
 
 def known_costs(model: MambaClassifier, task: Task) -> dict[str, float]:
-    """The objectives fixed once the adapters are attached: effective FLOPs of the deployed
-    form and trainable parameters (with masks trained jointly, FLOPs as of the call)."""
-    _, effective = dense_and_effective_flops(model, task.seq_len)
-    return {"flops": float(effective.total), "params": float(count_parameters(model).params)}
+    """The objectives fixed once the adapters are attached: FLOPs of the compact model and
+    trainable parameters (with masks trained jointly, FLOPs as of the call)."""
+    flops = count_flops(compact(model), task.seq_len).total
+    return {"flops": float(flops), "params": float(count_parameters(model).params)}
 
 
 def measure(
     model: MambaClassifier, workload: Workload, config: TrialConfig, latency: bool, test: bool
 ):
-    """The objectives and what explains them: accuracy, FLOPs, parameters, latency."""
+    """The objectives and what explains them: accuracy, parameters, and the FLOPs and latency
+    of the compact model, the form that deploys (masked channels and states removed)."""
     task = workload.task
     model.eval()
     metrics = {"accuracy": accuracy(model, task.validation)}
@@ -310,25 +346,48 @@ def measure(
         "params_masked": counts.params_masked,
         "params_total": counts.params_total,
     }
-    plain = deployed(model)  # merged and mask-baked once, for FLOPs and latency
-    dense, effective = deployed_flops(plain, task.seq_len)
+    small = compact(model)
+    flops, sparse = deployed_flops(small, task.seq_len)
     metrics |= {
-        "flops": effective.total,
-        "flops_dense": dense.total,
-        "flops_convention": dense.convention,
+        "flops": flops.total,
+        "flops_sparse": sparse.total,
+        "flops_dense": workload.dense_flops,
+        "flops_convention": flops.convention,
+        "channels": small.config.layer_d_inner or [small.config.d_inner] * small.config.n_layer,
+        "states": small.config.layer_d_state or [small.config.d_state] * small.config.n_layer,
         "sparsity": sparsity_report(model) if config.masking.enabled else {},
     }
     if latency:
-        ids, mask, _ = task.validation[:1]
-        timing = measure_latency(plain, ids, mask, reference=workload.latency_reference)
+        timing = measure_deployed_latency(small, workload)
         metrics |= {
-            "latency_ms": workload.latency_ms(timing),
-            "latency_measured_ms": timing.median_ms,
+            "latency": timing.relative,
+            "latency_ms": timing.median_ms,
             "latency_iqr_ms": timing.iqr_ms,
-            "latency_relative": timing.relative,
+            "latency_dense_ms": timing.reference_median_ms,
+            "latency_batch": timing.batch,
+            "latency_seq_len": timing.seq_len,
+            "device": timing.to_dict(),
         }
-        metrics["device"] = timing.to_dict()
-    return metrics
+    return metrics, small
+
+
+def measure_deployed_latency(small: MambaClassifier, workload: Workload) -> Latency:
+    """The compact model timed in turns with the dense base at the deployment shape, on the GPU
+    when there is one (its Triton or mamba_ssm kernels), else on the CPU; `small` stays on
+    the CPU."""
+    ids = workload.latency_inputs()
+    try:
+        device = default_device()
+        return measure_latency(small, ids, device=device, reference=workload.latency_reference)
+    except RuntimeError as error:  # torch.OutOfMemoryError, or the CPU allocator's failure
+        if not isinstance(error, torch.OutOfMemoryError) and "allocate" not in str(error):
+            raise
+        raise AutohmError(
+            f"the latency shape {tuple(ids.shape)} (--latency-batch x --latency-seq-len) does not "
+            f"fit in memory: {' '.join(str(error).split())[:120]}"
+        ) from None
+    finally:
+        small.cpu()
 
 
 def _allocation_table(model: MambaClassifier, allocation: dict[str, Allocation]) -> dict:

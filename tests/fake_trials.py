@@ -35,7 +35,8 @@ def fake_metrics(config: TrialConfig) -> dict:
         "flops_dense": 1e6,
         "params": 100 + 1000 * lora * rank,
         "params_total": 20000,
-        "latency_ms": 1.0 + 0.1 * rank,
+        "latency": 0.5 + 0.1 * rank,
+        "latency_ms": 10.0 + rank,
         "test_accuracy": 0.5,
     }
 

@@ -54,7 +54,7 @@ ABLATION = {
          **{f"{m}_std": 0.01 * v for m, v in base.items()}, "seeds": 2}
         for (name, group, scale) in [("all three", "factorial", 1.0), ("none", "factorial", 0.9),
                                      ("order: two_opt", "solver", 1.02)]
-        for base in [{"accuracy": 0.8, "flops": 8e5, "params": 3000, "latency_ms": 1.2,
+        for base in [{"accuracy": 0.8, "flops": 8e5, "params": 3000, "latency": 1.2,
                       "efficiency": 3e-10}]
     ],
     "effects": [
@@ -87,7 +87,7 @@ def baselines_file(tmp_path_factory):
     rows = [
         {"baseline": mode, "accuracy": accuracy, "test_accuracy": accuracy, "flops": 1e6,
          "flops_dense": 1e6, "params": params, "params_masked": 0, "params_total": 20000,
-         "latency_ms": latency, "latency_iqr_ms": 0.05}
+         "latency": latency, "latency_ms": 10 * latency, "latency_iqr_ms": 0.05}
         for mode, accuracy, params, latency in [
             ("full", 0.82, 20000, 1.6), ("head", 0.45, 500, 1.0), ("lora", 0.7, 4000, 1.5),
             ("ia3", 0.6, 900, 1.1),
@@ -216,7 +216,7 @@ def test_the_app_shows_baselines_failures_constraints_and_the_ablation(
 def test_widget_interactions_rerun_cleanly(monkeypatch, fake_study):
     storage, name = fake_study
     page = _run(monkeypatch, storage, name)
-    page.selectbox(key="w.x0").set_value("latency_ms")
+    page.selectbox(key="w.x0").set_value("latency")
     page.selectbox(key="w.y1").set_value("flops")
     page.selectbox(key="w.colour").set_value("choice.solver")
     _rerun(page)
@@ -241,7 +241,7 @@ def test_widget_interactions_rerun_cleanly(monkeypatch, fake_study):
     assert shown["pareto"].all() and "cfg.train.lr" in shown
     for view in ("Progress", "Trial", "Pareto front"):
         _view(page, view)
-    assert page.selectbox(key="w.x0").value == "latency_ms"  # kept while another tab was open
+    assert page.selectbox(key="w.x0").value == "latency"  # kept while another tab was open
 
 
 def test_the_csv_download_is_the_filtered_table(fake_study):
@@ -364,7 +364,7 @@ def test_the_2d_front_and_the_histories():
 def test_a_bad_baselines_file_is_one_error(tmp_path):
     path = tmp_path / "baselines.json"
     path.write_text(json.dumps([{"baseline": "full", "accuracy": 0.9}]))
-    with pytest.raises(AutohmError, match="no flops, params, latency_ms"):
+    with pytest.raises(AutohmError, match="no flops, params, latency"):
         results.read_baselines(path)
     with pytest.raises(AutohmError, match="missing.json"):
         results.read_baselines(tmp_path / "missing.json")

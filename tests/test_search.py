@@ -5,10 +5,12 @@ command line interrupted, resumed to the budget, exported and trained."""
 
 import itertools
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -21,17 +23,22 @@ from optuna.trial import TrialState
 
 from autohm import results
 from autohm.config import TrialConfig
+from autohm.errors import AutohmError
 from autohm.search import objective
 from autohm.search.export import export_table, export_trial
 from autohm.search.fidelity import EarlyStop, Progress
-from autohm.search.objective import LATENCY_SCALE
-from autohm.search.objectives import DIRECTIONS, OBJECTIVES, hypervolume, pareto_mask
+from autohm.search.objectives import (
+    DIRECTIONS,
+    OBJECTIVES,
+    OLD_OBJECTIVES,
+    hypervolume,
+    pareto_mask,
+)
 from autohm.search.progress import early_stops
 from autohm.search.selection import SelectionError, pick
 from autohm.search.space import SearchSpaceError, built_in_spaces, load_space, suggest
 from autohm.search.storage import StorageError, existing_study
 from autohm.search.study import SearchSettings, finished, open_study, run_search
-from autohm.trial import Workload
 
 TESTS = Path(__file__).resolve().parent
 ROOT = TESTS.parent
@@ -171,7 +178,7 @@ def _synthetic_study(rows, limits=None):
             study.add_trial(optuna.trial.create_trial(
                 state=TrialState.FAIL, user_attrs={"fail_reason": "nan loss"}))  # fmt: skip
             continue
-        metrics = dict(zip(OBJECTIVES, values, strict=True))
+        metrics = dict(zip(OBJECTIVES, values, strict=True)) | {"latency_ms": 10 * values[3]}
         constraints = {k: metrics[k] - v for k, v in (limits or {}).items()}
         config["train"]["seed"] = number  # tells the trials' configurations apart
         study.add_trial(optuna.trial.create_trial(
@@ -238,8 +245,12 @@ def test_export_limits_and_the_whole_table(tmp_path):
     study = _synthetic_study(FRONT)
     _, trial = export_trial(study, "max-accuracy", tmp_path / "a.yaml", limits={"params": 10000})
     assert trial.number == 0  # trial 5 is more accurate but has 20000 parameters
-    _, trial = export_trial(study, "max-accuracy", tmp_path / "b.yaml", limits={"latency_ms": 1.5})
+    _, trial = export_trial(study, "max-accuracy", tmp_path / "b.yaml", limits={"latency": 1.5})
     assert trial.number == 1
+    _, trial = export_trial(study, "max-accuracy", tmp_path / "c.yaml", limits={"latency_ms": 15})
+    assert trial.number == 1  # a metric, not an objective: 10 ms per unit of the ratio here
+    with pytest.raises(SelectionError, match="recorded latency_dense_ms"):
+        export_trial(study, "knee", tmp_path / "d.yaml", limits={"latency_dense_ms": 15})
     path = export_table(study, "csv", tmp_path / "all.csv")
     table = pd.read_csv(path)
     assert table["number"].tolist() == list(range(6)) and "cfg.peft.mode" in table.columns
@@ -324,30 +335,6 @@ def test_the_budget_counts_across_runs_and_a_rerun_resumes(tmp_path):
     uploaded = [t.user_attrs["artifacts"] for t in study.trials if t.state == TrialState.COMPLETE]
     assert all(set(files) == {"metrics.json", "config.yaml"} for files in uploaded)
     assert stored == {artifact for files in uploaded for artifact in files.values()}
-
-
-class CalibratingRunner(FakeRunner):
-    """Like Workload.latency_ms: a worker without a reference time takes its own."""
-
-    def __init__(self, own_ms):
-        super().__init__()
-        self.own_ms, self.scales = own_ms, []
-
-    def __call__(self, config, workload, **options):
-        if workload.reference_ms is None:
-            workload.reference_ms = self.own_ms
-        self.scales.append(workload.reference_ms)
-        return super().__call__(config, workload, **options)
-
-
-def test_workers_express_latency_in_the_study_s_first_reference_time(tmp_path):
-    """Two workers that calibrated under different loads: the second adopts the time the
-    first published, so all latencies of the study share one millisecond scale."""
-    first, second = CalibratingRunner(2.0), CalibratingRunner(3.0)
-    study = run_search(_settings(tmp_path, 2), Workload(None, None, "w1"), runner=first)
-    assert study.user_attrs[LATENCY_SCALE] == 2.0
-    run_search(_settings(tmp_path, 4), Workload(None, None, "w2"), runner=second)
-    assert first.scales == [2.0, 2.0] and second.scales == [2.0, 2.0]
 
 
 class SlowRunner(FakeRunner):
@@ -465,6 +452,57 @@ def test_resuming_with_another_task_is_refused(tmp_path):
     with pytest.raises(Exception, match="was created with task 'digits'"):
         run_search(_settings(tmp_path, 2, study="s", task="induction"), workload=object(),
                    runner=FakeRunner())  # fmt: skip
+
+
+def test_resuming_with_another_latency_shape_is_refused(tmp_path):
+    run_search(_settings(tmp_path, 1, study="s"), workload=object(), runner=FakeRunner())
+    with pytest.raises(Exception, match="was created with latency_shape \\[32, None\\]"):
+        run_search(_settings(tmp_path, 2, study="s", latency_batch=8), workload=object(),
+                   runner=FakeRunner())  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "option, message",
+    [({"latency_batch": 0}, "--latency-batch must be a positive integer, got 0"),
+     ({"latency_seq_len": -4}, "--latency-seq-len must be a positive integer, got -4"),
+     ({"latency_batch": 2.5}, "--latency-batch must be a positive integer, got 2.5"),
+     ({"max_latency": float("nan")}, "--max-latency must be a positive number"),
+     ({"max_latency_ms": -1.0}, "--max-latency-ms must be a positive number")],
+)  # fmt: skip
+def test_bad_latency_settings_are_refused_before_a_study_exists(tmp_path, option, message):
+    with pytest.raises(AutohmError, match=re.escape(message)):
+        _settings(tmp_path, 2, **option)
+    assert not (tmp_path / "autohm.db").exists()
+
+
+def _old_study(storage):
+    """A study as autohm wrote them before compaction: objective latency_ms (the ratio times
+    the reference's ms) and metrics latency_relative, latency_measured_ms."""
+    study = optuna.create_study(storage=storage, study_name="old", directions=list(DIRECTIONS))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.set_metric_names(list(OLD_OBJECTIVES))
+    for ratio, accuracy in ((0.9, 0.8), (1.2, 0.9)):
+        metrics = {"accuracy": accuracy, "flops": 1e6, "params": 100, "latency_ms": 1.4 * ratio,
+                   "latency_relative": ratio, "latency_measured_ms": 5.0}  # fmt: skip
+        study.add_trial(optuna.trial.create_trial(
+            values=[accuracy, 1e6, 100, 1.4 * ratio], user_attrs={"metrics": metrics,
+            "config": TrialConfig().model_dump(mode="json")},
+        ))  # fmt: skip
+    return study
+
+
+def test_a_study_made_before_compaction_is_read_but_not_resumed(tmp_path):
+    storage = f"sqlite:///{tmp_path / 'autohm.db'}"
+    table = results.frame(_old_study(storage))
+    assert table["latency"].tolist() == [0.9, 1.2]  # the ratio, not the scaled milliseconds
+    assert table["pareto"].tolist() == [True, True]
+    _, trial = export_trial(optuna.load_study(study_name="old", storage=storage), "min-latency",
+                            tmp_path / "old.yaml")  # fmt: skip
+    assert trial.number == 0
+    with pytest.raises(AutohmError, match="made by an earlier autohm"):
+        run_search(_settings(tmp_path, 3, study="old"), workload=object(), runner=FakeRunner())
+    assert len(optuna.load_study(study_name="old", storage=storage).trials) == 2
 
 
 KILLED_WORKER = """

@@ -8,25 +8,28 @@ import torch
 from helpers import randomise_, tiny_config
 
 from autohm.config import TrialConfig
+from autohm.deploy import compact
+from autohm.errors import AutohmError
 from autohm.masking import attach_masks
-from autohm.measure import analytic_flops, dense_and_effective_flops
+from autohm.masking.masks import mixers
+from autohm.measure import analytic_flops, count_flops, dense_and_effective_flops
 from autohm.model import MambaClassifier, MambaLM
 from autohm.tasks import load_task
 from autohm.trial import TrialFailed, TrialPruned, Workload, run_trial
 
 TINY_TASK = "induction?seq_len=12,num_symbols=6,num_train=96,num_validation=32,num_test=32"
 METRIC_KEYS = {
-    "accuracy", "test_accuracy", "flops", "flops_dense", "flops_convention", "params",
-    "params_masked", "params_total", "latency_ms", "latency_measured_ms", "latency_iqr_ms",
-    "latency_relative", "device", "allocation",
-    "sparsity", "scan_order", "timings", "task", "model",
+    "accuracy", "test_accuracy", "flops", "flops_sparse", "flops_dense", "flops_convention",
+    "channels", "states", "params", "params_masked", "params_total", "latency", "latency_ms",
+    "latency_iqr_ms", "latency_dense_ms", "latency_batch", "latency_seq_len", "device",
+    "allocation", "sparsity", "scan_order", "timings", "task", "model",
 }  # fmt: skip
 
 
-def tiny_workload() -> Workload:
+def tiny_workload(**latency_shape) -> Workload:
     task = load_task(TINY_TASK)
     torch.manual_seed(0)
-    return Workload(task, MambaLM(tiny_config(vocab_size=task.vocab_size)), "tiny")
+    return Workload(task, MambaLM(tiny_config(vocab_size=task.vocab_size)), "tiny", **latency_shape)
 
 
 def tiny_config_for_trials(**sections) -> TrialConfig:
@@ -55,7 +58,9 @@ def test_a_trial_runs_end_to_end_and_saves_its_artefacts(tmp_path):
     costs = {"flops": metrics["flops"], "params": metrics["params"]}
     assert reports == [(0, costs), (3, costs)]
     assert 0 <= metrics["accuracy"] <= 1 and 0 <= metrics["test_accuracy"] <= 1
-    assert metrics["flops"] <= metrics["flops_dense"]
+    assert metrics["flops_sparse"] <= metrics["flops"] <= metrics["flops_dense"]
+    assert metrics["flops"] == count_flops(result.deployed, seq_len=12).total
+    assert metrics["channels"] == [m.d_inner for m in mixers(result.deployed)]
     assert 0 < metrics["params"] < metrics["params_total"]
     assert {a["method"] for a in metrics["allocation"].values()} == {"lora", "ia3", "frozen"}
     adapters = sum(a["params"] for a in metrics["allocation"].values())
@@ -63,28 +68,36 @@ def test_a_trial_runs_end_to_end_and_saves_its_artefacts(tmp_path):
     assert adapters + head == metrics["params"] + metrics["params_masked"]
     order = metrics["scan_order"]
     assert order["path_cost_after"] <= order["path_cost_before"] + 1e-9
-    assert math.isfinite(metrics["latency_ms"]) and metrics["latency_ms"] > 0
+    assert math.isfinite(metrics["latency"]) and metrics["latency"] > 0
     saved = {p.name for p in result.save(tmp_path)}
     assert {"metrics.json", "config.yaml", "order.json", "adapter.safetensors"} <= saved
     assert "masks.safetensors" in saved
 
 
-def test_latency_is_a_ratio_to_the_base_model_in_the_first_measured_ms():
-    """Trials are timed beside the dense base classifier; latency_ms is the ratio in the ms
-    the reference took when the process first timed it, so later drift does not leak in."""
-    workload = tiny_workload()
+def test_latency_is_the_compact_model_beside_the_dense_base_at_the_deployment_shape():
+    """latency is the ratio of the compact model's time to the dense base classifier's, timed
+    in turns at the workload's deployment shape; both medians and the shape are recorded."""
+    workload = tiny_workload(latency_batch=3, latency_seq_len=5)
     state = torch.random.get_rng_state()
     reference = workload.latency_reference
     assert torch.equal(torch.random.get_rng_state(), state)  # building it draws nothing
     assert workload.latency_reference is reference
-    first, second = (run_trial(tiny_config_for_trials(), workload).metrics for _ in range(2))
-    assert workload.reference_ms == first["device"]["reference_median_ms"]
-    for metrics in (first, second):
-        assert metrics["latency_ms"] == pytest.approx(
-            metrics["latency_relative"] * workload.reference_ms
-        )
-        assert metrics["latency_measured_ms"] == metrics["device"]["median_ms"]
-        assert 0 < metrics["latency_relative"] < 10
+    assert workload.latency_inputs().shape == (3, 5)
+    metrics = run_trial(tiny_config_for_trials(), workload).metrics
+    device = metrics["device"]
+    assert (metrics["latency_batch"], metrics["latency_seq_len"]) == (3, 5)
+    assert (device["batch"], device["seq_len"]) == (3, 5)
+    assert metrics["latency"] == device["relative"] and 0 < metrics["latency"] < 10
+    assert metrics["latency_ms"] == device["median_ms"]
+    assert metrics["latency_dense_ms"] == device["reference_median_ms"]
+    assert tiny_workload().deployment_seq_len == 12  # default: the task's length
+
+
+@pytest.mark.parametrize("shape", [{"latency_batch": 0}, {"latency_seq_len": -1},
+                                   {"latency_batch": 2.5}, {"latency_batch": 10**9}])  # fmt: skip
+def test_a_bad_deployment_shape_is_refused_before_any_work(shape):
+    with pytest.raises(AutohmError, match="latency"):
+        tiny_workload(**shape)
 
 
 def test_the_same_seed_gives_the_same_metrics():
@@ -153,3 +166,16 @@ def test_effective_flops_drop_by_the_hand_computed_path_of_a_dead_channel():
         name = "backbone.layers.0.mixer" + (f".{key}" if key else "")
         assert dense.by_module[name] - effective.by_module[name] == value, key
     assert dense.total - effective.total == sum(saved.values()) == 716
+
+
+def test_compact_flops_drop_by_the_whole_path_of_a_removed_channel():
+    """The objective counts the compact model: removing channel 7 of layer 0 saves its path
+    (as above) and its row of A = -exp(A_log) (2 * d_state), nothing more."""
+    model = randomise_(MambaClassifier(tiny_config(), num_labels=3)).eval()
+    masks = attach_masks(model, ["in_proj.x", "in_proj.z", "out_proj"], layers=[0])
+    with torch.no_grad():
+        masks[0].logits["channel"][7] = -1.0
+    dense = sum(analytic_flops(tiny_config(), 8, num_labels=3).values())
+    small = compact(model)
+    assert small.config.layer_d_inner == [31, 32]
+    assert dense - count_flops(small, seq_len=8).total == 716 + 2 * 4

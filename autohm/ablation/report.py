@@ -15,7 +15,7 @@ import pandas as pd  # noqa: E402
 
 from autohm.ablation.factorial import factorial_effects  # noqa: E402
 
-METRICS = ("accuracy", "flops", "params", "latency_ms", "efficiency")
+METRICS = ("accuracy", "flops", "params", "latency", "efficiency")
 
 
 def summary(runs: pd.DataFrame) -> pd.DataFrame:

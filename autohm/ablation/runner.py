@@ -73,7 +73,7 @@ def run_variants(
                 {
                     "variant": variant.name, "group": variant.group, "seed": seed,
                     "order": variant.order, "masks": variant.masks, "peft": variant.peft,
-                    **{k: metrics[k] for k in ("accuracy", "flops", "params", "latency_ms")},
+                    **{k: metrics[k] for k in ("accuracy", "flops", "params", "latency")},
                     "efficiency": metrics["accuracy"] / metrics["flops"] / metrics["params"],
                 }
             )  # fmt: skip

@@ -1,10 +1,11 @@
 """Dense and mask-effective forward FLOPs of an adapted model, in fvcore's convention.
 
-Both are counted on the deployed form: adapters merged, hard masks baked into the weights.
-Dense is fvcore's count of that model. Effective counts, per layer, only the work a sparse
-implementation must do: multiply-adds with non-zero weights, and none of a dead channel's path
-(a channel is dead when its out_proj column is zero: the scan skips it, its z row is unused,
-and its x row and conv are only needed while x_proj still reads the channel).
+Both are counted on a deployed form (adapters merged, hard masks baked into the weights; the
+compact model, or the masked one at full width). Dense is fvcore's count of that model: what
+runs. Effective (the metric flops_sparse) counts, per layer, only the work a sparse
+implementation would need: multiply-adds with non-zero weights, and none of a dead channel's
+path (a channel is dead when its out_proj column is zero: the scan skips it, its z row is
+unused, and its x row and conv are only needed while x_proj still reads the channel).
 """
 
 from __future__ import annotations
@@ -22,8 +23,9 @@ from autohm.peft import deployed
 def mixer_flops(mixer: MambaMixer, batch: int, seq_len: int) -> dict[str, int]:
     """The effective FLOPs of one mixer's masked terms, keyed like count_flops' by_module."""
     tokens, d = batch * seq_len, mixer.d_inner
-    alive = mixer.alive_channels()
-    alive = torch.ones(d, dtype=torch.bool) if alive is None else alive.cpu()
+    alive = mixer.alive_channels()  # masks frozen in evaluation, or the out_proj columns left
+    alive = mixer.out_proj.weight.detach().ne(0).any(dim=0) if alive is None else alive
+    alive = alive.cpu()
     in_w, x_w = mixer.in_proj.weight.detach(), mixer.x_proj.weight.detach()
     needed = alive | x_w.ne(0).any(dim=0).cpu()  # channels whose scan input u is still read
     conv_taps = mixer.conv1d.weight.detach().ne(0).reshape(d, -1).sum(1).cpu()

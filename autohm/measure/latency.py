@@ -57,6 +57,7 @@ class Latency:
     num_threads: int  # torch's intra-op threads
     numba_threads: int  # threads of the numba kernels (backend "cpu")
     reference_median_ms: float | None = None  # the reference model's median, when one was timed
+    reference_iqr_ms: float | None = None
     relative: float | None = None  # model / reference, 10th percentiles of their runs
 
     def to_dict(self) -> dict[str, Any]:
@@ -123,11 +124,11 @@ def measure_latency(
     finally:
         for m, mode in zip(models, modes, strict=True):
             m.train(mode)
-    q25, median, q75 = np.percentile(times[:, 0], [25, 50, 75])
+    q25, median, q75 = np.percentile(times, [25, 50, 75], axis=0)
     compared = reference is not None
     return Latency(
-        median_ms=float(median),
-        iqr_ms=float(q75 - q25),
+        median_ms=float(median[0]),
+        iqr_ms=float(q75[0] - q25[0]),
         repeats=repeats,
         warmup=warmup,
         batch=input_ids.shape[0],
@@ -139,6 +140,7 @@ def measure_latency(
         triton_version=package_version("triton"),
         num_threads=torch.get_num_threads(),
         numba_threads=numba_threads(),
-        reference_median_ms=float(np.median(times[:, 1])) if compared else None,
+        reference_median_ms=float(median[1]) if compared else None,
+        reference_iqr_ms=float(q75[1] - q25[1]) if compared else None,
         relative=float(np.divide(*np.percentile(times, 10, axis=0))) if compared else None,
     )

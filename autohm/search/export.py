@@ -51,12 +51,16 @@ def picked_config(
     limits: dict[str, float] | None = None,
 ) -> tuple[TrialConfig, FrozenTrial]:
     """The configuration of the trial `rule` picks (see selection.pick) among the trials within
-    `limits` (objective -> maximum, e.g. {"params": 5000}), and the trial."""
+    `limits` (objective or metric -> maximum, e.g. {"params": 5000, "latency_ms": 20}), and the
+    trial."""
     trials = study.get_trials(deepcopy=False)
     table = trials_frame(trials)
-    for objective, maximum in (limits or {}).items():
+    for name, maximum in (limits or {}).items():
+        column = name if name in OBJECTIVES else f"metric.{name}"
+        if len(table) and column not in table:
+            raise SelectionError(f"no trial of {study.study_name!r} recorded {name}")
         if len(table):
-            table = table.assign(feasible=table["feasible"] & (table[objective] <= maximum))
+            table = table.assign(feasible=table["feasible"] & (table[column] <= maximum))
     row = pick(table, rule, min_accuracy)
     trial = next(t for t in trials if t.number == row["number"])
     source = f"study {study.study_name} trial {trial.number}"

@@ -27,9 +27,8 @@ from autohm.search.fidelity import KNOWN_COSTS, EarlyStop, Progress
 from autohm.search.objectives import OBJECTIVES, normalised_hypervolume
 from autohm.search.space import SearchSpace, suggest
 from autohm.search.storage import STALE_AFTER
-from autohm.trial import TrialFailed, TrialPruned, Workload
+from autohm.trial import TrialFailed, TrialPruned
 
-LATENCY_SCALE = "latency_reference_ms"  # study user attribute: see Objective._share_latency_scale
 WORKER = "worker"  # trial user attribute, the first thing a trial records (its heartbeat runs)
 ORPHANED_AFTER_S = 600  # at least: a live worker may still be sampling a trial's parameters
 
@@ -77,7 +76,7 @@ def fail_orphans(study: optuna.Study, trials: Sequence[FrozenTrial]) -> set[int]
 
 @dataclass
 class Objective:
-    """The callable handed to study.optimize; returns (accuracy, flops, params, latency_ms)."""
+    """The callable handed to study.optimize; returns (accuracy, flops, params, latency)."""
 
     space: SearchSpace
     workload: Any
@@ -116,7 +115,6 @@ class Objective:
         except ConfigError as error:
             raise _failure(trial, f"invalid combination: {error}") from None
         trial.set_user_attr("config", config.model_dump(mode="json"))
-        self._share_latency_scale(trial.study)
         try:
             result = self.runner(config, self.workload, report=self._reporter(trial))
         except TrialPruned as stopped:
@@ -125,20 +123,7 @@ class Objective:
             raise optuna.TrialPruned(str(stopped)) from None
         except TrialFailed as error:
             raise _failure(trial, str(error)) from None
-        self._share_latency_scale(trial.study)
         return self._record(trial, result)
-
-    def _share_latency_scale(self, study: optuna.Study) -> None:
-        """One millisecond scale per study: latencies are ratios to the reference model times
-        the reference's time (Workload.latency_ms); every worker adopts the time the study's
-        first measurement published, so workers started under different loads agree."""
-        if not isinstance(self.workload, Workload):
-            return
-        shared = study.user_attrs.get(LATENCY_SCALE)
-        if shared is not None:
-            self.workload.reference_ms = shared
-        elif self.workload.reference_ms is not None:
-            study.set_user_attr(LATENCY_SCALE, self.workload.reference_ms)
 
     def _surplus(self, number: int, trials: Sequence[FrozenTrial]) -> bool:
         """Whether the trials numbered before `number` (finished or running) fill the budget:

@@ -5,25 +5,32 @@ Hypervolume units (documented in the README): every objective becomes a loss to 
 divided by a fixed scale, so that the reference point is (1, 1, 1, 1) and the hypervolume is the
 fraction of that unit box the front dominates, in [0, 1]:
 
-    accuracy   -> 1 - accuracy                       (reference: accuracy 0)
-    flops      -> flops / (1.1 * flops_dense)        (reference: 110% of the dense model's)
-    params     -> params / (1.1 * params_total)      (reference: 110% of all weights trainable)
-    latency_ms -> latency_ms / (2 * anchor latency)  (reference: twice the anchor's latency)
+    accuracy -> 1 - accuracy                  (reference: accuracy 0)
+    flops    -> flops / (1.1 * flops_dense)   (reference: 110% of the dense model's)
+    params   -> params / (1.1 * params_total) (reference: 110% of all weights trainable)
+    latency  -> latency / 2                   (reference: twice the dense model's latency)
 
-The margins let the dense model and full fine-tuning still count. The anchor is the study's
-completed trial with the lowest number (the enqueued default configuration when the study
-started with it), so the units are fixed once that trial exists.
+`latency` is the compact model's latency as a multiple of the dense base model's, both timed
+in turns at the deployment shape (1.0: as fast as the base). The margins let the dense model
+and full fine-tuning still count. flops_dense and params_total come from the anchor, the
+study's completed trial with the lowest number (the same for every trial of a study).
+
+Studies made before compaction recorded `latency_ms` (the ratio times the reference's time in
+ms) as the fourth objective; read_objectives maps them onto the ratio they were made from.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
-OBJECTIVES = ("accuracy", "flops", "params", "latency_ms")
+OBJECTIVES = ("accuracy", "flops", "params", "latency")
 DIRECTIONS = ("maximize", "minimize", "minimize", "minimize")
 MARGIN = 1.1  # the reference point lies this far beyond the dense model and full fine-tuning
+LATENCY_REFERENCE = 2.0  # twice the dense model's latency
+OLD_OBJECTIVES = ("accuracy", "flops", "params", "latency_ms")  # studies before compaction
 
 
 def scales(anchor: Mapping[str, float]) -> np.ndarray:
@@ -31,7 +38,17 @@ def scales(anchor: Mapping[str, float]) -> np.ndarray:
     suffice: a missing dense count falls back to twice the anchor's own value)."""
     flops = MARGIN * (anchor.get("flops_dense") or 2 * anchor["flops"])
     params = MARGIN * (anchor.get("params_total") or 2 * anchor["params"])
-    return np.array([1.0, flops, params, 2 * anchor["latency_ms"]], dtype=float)
+    return np.array([1.0, flops, params, LATENCY_REFERENCE], dtype=float)
+
+
+def read_objectives(values: Sequence[float], metrics: Mapping[str, Any]) -> list[float]:
+    """A completed trial's objective vector in today's units: a trial of a study made before
+    compaction has its latency ratio (metrics' latency_relative) as the fourth value, or NaN
+    when it recorded none."""
+    values = [float(v) for v in values]
+    if "latency" in metrics or "latency_ms" not in metrics:
+        return values
+    return [*values[:3], float(metrics.get("latency_relative", np.nan))]
 
 
 def to_loss(values: Sequence[Sequence[float]], scale: np.ndarray) -> np.ndarray:

@@ -76,7 +76,7 @@ class SearchProgress:
         completed = int((table["state"] == "COMPLETE").sum())
         title = f"Pareto front of {study.study_name}: {len(front)} of {completed} completed trials"
         view = Table(title=title)
-        columns = ["trial", "accuracy", "MFLOPs", "params", "ms"]
+        columns = ["trial", "accuracy", "MFLOPs", "params", "latency"]
         configs = [c for c in SUMMARY_CONFIG if c in front.columns]
         for column in columns + [SUMMARY_CONFIG[c] for c in configs]:
             view.add_column(column, justify="right" if column in columns else "left")
@@ -84,7 +84,7 @@ class SearchProgress:
             mark = "*" if index == best else ""
             view.add_row(
                 f"{row['number']}{mark}", f"{row['accuracy']:.4f}", f"{row['flops'] / 1e6:.3f}",
-                f"{row['params']:,.0f}", f"{row['latency_ms']:.3f}",
+                f"{row['params']:,.0f}", f"{row['latency']:.2f}x",
                 *(_short(row[c]) for c in configs),
             )  # fmt: skip
         self.console.print(view)
@@ -102,7 +102,7 @@ def describe(trial: FrozenTrial) -> str:
         flag = "" if attrs.get("feasible", True) else " [yellow]infeasible[/]"
         return (
             f"acc {accuracy:.4f} flops {flops / 1e6:.3f}M params {params:,.0f} "
-            f"latency {latency:.3f} ms{flag}"
+            f"latency {latency:.2f}x{flag}"
         )
     if trial.state.name == "PRUNED":
         return (

@@ -20,10 +20,10 @@ from autohm.search.objectives import OBJECTIVES, minimised, pareto_mask
 
 RULES = ("knee", "max-accuracy", "min-flops", "min-params", "min-latency", "trial:N")
 LEXICOGRAPHIC = {
-    "max-accuracy": ["accuracy", "flops", "params", "latency_ms"],
-    "min-flops": ["flops", "accuracy", "params", "latency_ms"],
-    "min-params": ["params", "accuracy", "flops", "latency_ms"],
-    "min-latency": ["latency_ms", "accuracy", "flops", "params"],
+    "max-accuracy": ["accuracy", "flops", "params", "latency"],
+    "min-flops": ["flops", "accuracy", "params", "latency"],
+    "min-params": ["params", "accuracy", "flops", "latency"],
+    "min-latency": ["latency", "accuracy", "flops", "params"],
 }
 
 

@@ -8,6 +8,8 @@ trial into a TrialConfig.
       model: null                   # a checkpoint directory or Hub id; null: the built-in model
       prune: median                 # median | halving | pareto | none (multi-fidelity early stops)
       prune_min_trials: 4           # completed trials needed at a step before comparing
+      latency_batch: 32             # the deployment shape latency is timed at: sequences...
+      latency_seq_len: null         # ...of this many tokens (null: the task's length)
     parameters:                     # in order; a `when` may only look at keys above it
       train.steps: 20                                   # fixed value
       masking.sites: {value: [in_proj.x, out_proj]}     # fixed value, explicit form
@@ -43,7 +45,10 @@ from autohm.search.fidelity import RULES as PRUNE_RULES
 
 BUILT_IN_PACKAGE = "autohm.search_spaces"
 SECTIONS = ("description", "settings", "parameters", "baselines")
-SETTINGS = {"task": (str,), "model": (str, type(None)), "prune": (str,), "prune_min_trials": (int,)}
+SETTINGS = {
+    "task": (str,), "model": (str, type(None)), "prune": (str,), "prune_min_trials": (int,),
+    "latency_batch": (int,), "latency_seq_len": (int, type(None)),
+}  # fmt: skip
 ENTRY_KEYS = ("choices", "low", "high", "log", "step", "value", "when")
 _UNSET = object()
 
@@ -219,7 +224,9 @@ def _settings(source: str, settings: Any) -> dict[str, Any]:
     prune = settings.get("prune", "median")
     _check(source, "settings.prune", prune in PRUNE_RULES, f"{prune!r} is not one of "
            f"{', '.join(PRUNE_RULES)}")  # fmt: skip
-    _check(source, "settings.prune_min_trials", settings.get("prune_min_trials", 1) >= 1, "< 1")
+    for key in ("prune_min_trials", "latency_batch", "latency_seq_len"):
+        value = settings.get(key)
+        _check(source, f"settings.{key}", value is None or value >= 1, "< 1")
     return dict(settings)
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import re
 import signal
 import threading
@@ -27,16 +28,17 @@ import optuna
 
 from autohm import __version__
 from autohm.errors import AutohmError
+from autohm.measure import DEFAULT_BATCH
 from autohm.search.fidelity import RULES, EarlyStop
 from autohm.search.objective import Objective, TrialFailure, counts_toward_budget
-from autohm.search.objectives import DIRECTIONS, OBJECTIVES
+from autohm.search.objectives import DIRECTIONS, OBJECTIVES, OLD_OBJECTIVES
 from autohm.search.space import SearchSpace
 from autohm.search.storage import Location, locate, open_storage
 from autohm.tasks import parse_task_spec
 from autohm.trial import Workload, run_trial
 
 SAMPLERS = ("tpe", "nsga2", "gp", "random")
-IDENTITY = ("task", "model", "space_parameters")  # a resumed study must agree on these
+IDENTITY = ("task", "model", "space_parameters", "latency_shape")  # a resumed study agrees
 
 
 @dataclass
@@ -54,7 +56,10 @@ class SearchSettings:
     n_jobs: int = 1
     seed: int | None = 0
     max_params: float | None = None
+    max_latency: float | None = None
     max_latency_ms: float | None = None
+    latency_batch: int = DEFAULT_BATCH
+    latency_seq_len: int | None = None  # None: the task's length
     prune: str = "median"
     prune_min_trials: int = 4
     baselines: bool = False
@@ -64,7 +69,8 @@ class SearchSettings:
     @classmethod
     def from_options(cls, space: SearchSpace, **options: Any) -> SearchSettings:
         """Settings from command-line options; options left as None take the space file's
-        `settings` (task, model, prune, prune_min_trials), then the defaults."""
+        `settings` (task, model, prune, prune_min_trials, latency_batch, latency_seq_len),
+        then the defaults."""
         given = {key: value for key, value in options.items() if value is not None}
         return cls(space=space, **{**space.settings, **given})
 
@@ -77,7 +83,19 @@ class SearchSettings:
         _one_of("--prune", self.prune, RULES)
         if self.n_jobs < 1:
             raise AutohmError(f"--n-jobs must be at least 1, got {self.n_jobs}")
-        limits = {"params": self.max_params, "latency_ms": self.max_latency_ms}
+        for option, value in (("--latency-batch", self.latency_batch),
+                              ("--latency-seq-len", self.latency_seq_len or 1)):  # fmt: skip
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise AutohmError(f"{option} must be a positive integer, got {value!r}")
+        limits = {
+            "params": self.max_params,
+            "latency": self.max_latency,
+            "latency_ms": self.max_latency_ms,
+        }
+        for name, limit in limits.items():
+            if limit is not None and not (math.isfinite(limit) and limit > 0):
+                option = "--max-" + name.replace("_", "-")
+                raise AutohmError(f"{option} must be a positive number, got {limit!r}")
         self.limits = {name: limit for name, limit in limits.items() if limit is not None}
 
     @property
@@ -87,7 +105,9 @@ class SearchSettings:
 
     def identity(self) -> dict[str, Any]:
         parameters = json.loads(json.dumps(self.space.raw.get("parameters"), default=str))
-        return {"task": self.task, "model": self.model, "space_parameters": parameters}
+        shape = [self.latency_batch, self.latency_seq_len]
+        return {"task": self.task, "model": self.model, "space_parameters": parameters,
+                "latency_shape": shape}  # fmt: skip
 
 
 def open_study(settings: SearchSettings) -> tuple[optuna.Study, Location]:
@@ -148,17 +168,22 @@ def run_search(
     on_start: Callable[[optuna.Study, Location], None] | None = None,
 ) -> optuna.Study:
     """Run trials until the study holds `budget` finished ones (none when it already does).
-    `workload` and `runner` default to autohm.trial's (the workload is loaded only when a
-    trial is to run);
-    `callbacks` are Optuna trial callbacks (progress). Ctrl-C marks the running trials as
-    interrupted and raises KeyboardInterrupt; completed trials are already stored."""
+    `workload` and `runner` default to autohm.trial's (the workload is loaded first, so that a
+    bad model or latency shape leaves no study behind); `callbacks` are Optuna trial callbacks
+    (progress). Ctrl-C marks the running trials as interrupted and raises KeyboardInterrupt;
+    completed trials are already stored."""
+    workload = workload or Workload.load(
+        settings.task,
+        settings.model,
+        latency_batch=settings.latency_batch,
+        latency_seq_len=settings.latency_seq_len,
+    )
     study, location = open_study(settings)
     if on_start is not None:
         on_start(study, location)
     if finished(study) >= settings.budget:
         return study
     runner = runner or run_trial
-    workload = workload or Workload.load(settings.task, settings.model)
     objective = Objective(
         settings.space, workload, runner, settings.budget, location.artifacts,
         EarlyStop(settings.prune, settings.prune_min_trials), settings.limits,
@@ -219,6 +244,13 @@ def _check_same_search(
     if [d.name.lower() for d in study.directions] != list(DIRECTIONS):
         raise AutohmError(f"study {study.study_name!r} in {location.shown} is not an autohm "
                           "search (other objectives); pass another --study")  # fmt: skip
+    if study.metric_names == list(OLD_OBJECTIVES):
+        raise AutohmError(
+            f"study {study.study_name!r} in {location.shown} was made by an earlier autohm "
+            "(objective latency_ms, FLOPs of the masked dense model); autohm app and export "
+            "still read it, but a search cannot add trials measured differently: pass another "
+            "--study"
+        )
     recorded = study.user_attrs.get("autohm", {})
     for key in IDENTITY:
         if key in recorded and recorded[key] != settings.identity()[key]:

@@ -1,0 +1,57 @@
+"""The deployment shape latency is timed at (`--latency-batch` sequences of `--latency-seq-len`
+tokens), checked before any work: positive integers, and one forward of the model and of its
+dense reference must fit in the memory this machine has free.
+
+The default batch, 32 sequences, makes a forward of the built-in model compute-bound on a CPU,
+so that its time follows the work compaction removes; at batch 1 it is mostly per-call overhead
+(docs/measurement.md has the measurement).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from autohm.errors import AutohmError
+from autohm.model import MambaConfig
+
+DEFAULT_BATCH = 32
+FLOAT_BYTES = 4
+
+
+def available_bytes() -> int | None:
+    """Memory the kernel says is available (Linux's MemAvailable); None where unknown."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def forward_bytes(config: MambaConfig, batch: int, seq_len: int) -> int:
+    """An upper estimate of the memory one inference forward at this shape needs, weights of
+    the model and its dense reference included."""
+    widest = max(config.d_inner, *(config.layer_inner(i) for i in range(config.n_layer)))
+    # live activations of one layer per token: in_proj's output (2 d_inner), the conv's input
+    # and output, the scan's input, delta, gate and output (about 6 d_inner more), x_proj's
+    # output and the residual stream (a few d_model); doubled for the allocator's slack
+    activations = batch * seq_len * 2 * (10 * widest + 4 * config.d_model)
+    weights = 2 * config.padded_vocab_size * config.d_model + config.n_layer * (
+        3 * config.d_model * widest + widest * (config.d_conv + 2 * config.d_state + 8)
+    )
+    return FLOAT_BYTES * (activations + 2 * weights)
+
+
+def check_shape(config: MambaConfig, batch: object, seq_len: object) -> None:
+    """An AutohmError naming the option when the deployment shape is not usable."""
+    for option, value in (("--latency-batch", batch), ("--latency-seq-len", seq_len)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise AutohmError(f"{option} must be a positive integer, got {value!r}")
+    needed, free = forward_bytes(config, batch, seq_len), available_bytes()
+    if free is not None and needed > free:
+        raise AutohmError(
+            f"the latency shape {batch} x {seq_len} (--latency-batch x --latency-seq-len) needs "
+            f"about {needed / 2**30:.1f} GiB for one forward of this model; "
+            f"{free / 2**30:.1f} GiB are available: choose a smaller shape"
+        )
