@@ -266,7 +266,8 @@ def train(
     """Train one configuration at full fidelity; write metrics.json, adapter, masks, PEFT export
     and the compact deployed model (DIR/deploy)."""
     from autohm.config import TrialConfig
-    from autohm.runs import SUMMARY_KEYS, train_and_save
+    from autohm.deploy import describe
+    from autohm.runs import DEPLOY_DIR, SUMMARY_KEYS, train_and_save
 
     trial_config = TrialConfig.load(config)
     if seed is not None:
@@ -280,7 +281,8 @@ def train(
             "autohm train", [{"metric": k, "value": metrics.get(k)} for k in SUMMARY_KEYS]
         )
     )
-    console.print(f"wrote {out}")
+    console.print(f"deploy: {describe(result.deployed.config)}", highlight=False)
+    console.print(f"wrote {out} (the compact model in {out / DEPLOY_DIR})", highlight=False)
 
 
 @app.command()

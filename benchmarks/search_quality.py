@@ -1,7 +1,8 @@
 """Search quality side by side: TPE against random search, and autohm's early stops on against
 off, on the same task and space. Prints, per variant (sampler:prune rule), the normalised
 hypervolume after the budget (mean ± std over seeds, all studies in the units of the first
-study's anchor, latency as the ratio to the base model) and the compute spent, twice:
+study's anchor; latency is a ratio to the base model in every study) and the compute spent,
+twice:
 training steps run (mask learning plus fine-tuning; deterministic, so not skewed by a busy
 machine) and the summed wall time of the trials. Early-stop variants are compared with the
 same sampler without early stops: compute spent, the hypervolume they reach within its
@@ -28,7 +29,12 @@ import optuna
 from optuna.trial import TrialState
 
 from autohm.results import anchor_metrics, training_steps
-from autohm.search.objectives import OBJECTIVES, normalised_hypervolume
+from autohm.search.objectives import (
+    minimised,
+    normalised_hypervolume,
+    pareto_mask,
+    read_objectives,
+)
 from autohm.search.space import load_space
 from autohm.search.study import SearchSettings, run_search
 from autohm.trial import Workload
@@ -85,12 +91,17 @@ def compute_seconds(study: optuna.Study) -> float:
     )
 
 
-def comparable(metrics: dict) -> list[float]:
-    """A trial's objective values with latency as the ratio to the base model (latency_relative,
-    when recorded): studies of different processes or runs may have different reference times
-    in ms, while the ratio means the same in all of them."""
-    latency = metrics.get("latency_relative", metrics["latency_ms"])
-    return [*(float(metrics[name]) for name in OBJECTIVES[:3]), float(latency)]
+def objectives(trial: optuna.trial.FrozenTrial) -> list[float]:
+    """A completed trial's objective values, latency as the ratio to the base model (also in
+    studies made before compaction)."""
+    return read_objectives(trial.values, trial.user_attrs.get("metrics", {}))
+
+
+def latency_spread(studies: list[optuna.Study]) -> tuple[float, float]:
+    """(min, max) of the latency objective over every completed trial."""
+    values = [objectives(t)[3] for s in studies for t in s.get_trials(deepcopy=False)
+              if t.state == TrialState.COMPLETE]  # fmt: skip
+    return float(np.nanmin(values)), float(np.nanmax(values))
 
 
 def trajectory(study: optuna.Study, anchor: dict) -> tuple[np.ndarray, np.ndarray]:
@@ -103,7 +114,7 @@ def trajectory(study: optuna.Study, anchor: dict) -> tuple[np.ndarray, np.ndarra
     steps, volumes, done = [], [], []
     for trial in trials:
         if trial.state == TrialState.COMPLETE:
-            done.append(comparable(trial.user_attrs["metrics"]))
+            done.append(objectives(trial))
         steps.append(training_steps(trial)[0])
         volumes.append(normalised_hypervolume(done, anchor))
     return np.cumsum(steps), np.array(volumes)
@@ -115,16 +126,19 @@ def first_reaching(steps: np.ndarray, volumes: np.ndarray, target: float) -> flo
     return float(steps[reached[0]]) if reached.size else None
 
 
-def pooled(studies: list[optuna.Study], anchor: dict) -> tuple[int, float]:
-    """(completed trials, hypervolume) of every study's completed trials taken together: the
-    best front known in the space, an estimate of what any one search could reach."""
+def pooled(studies: list[optuna.Study], anchor: dict) -> tuple[int, float, np.ndarray]:
+    """(completed trials, hypervolume, the latencies on their front) of every study's completed
+    trials taken together: the best front known in the space, an estimate of what any one
+    search could reach."""
     values = [
-        comparable(t.user_attrs["metrics"])
+        objectives(t)
         for study in studies
         for t in study.get_trials(deepcopy=False)
         if t.state == TrialState.COMPLETE
     ]
-    return len(values), normalised_hypervolume(values, anchor)
+    front = pareto_mask(minimised(values)) if values else np.zeros(0, dtype=bool)
+    latencies = np.array([v[3] for v in values])[front]
+    return len(values), normalised_hypervolume(values, anchor), latencies
 
 
 def at_steps(steps: np.ndarray, volumes: np.ndarray, limit: float) -> float:
@@ -149,7 +163,6 @@ def main() -> None:
         return
     first = next(iter(studies.values()))
     anchor = anchor_metrics(first.get_trials(deepcopy=False))
-    anchor |= {"latency_ms": comparable(anchor)[3]}
     curves = {key: trajectory(study, anchor) for key, study in studies.items()}
     seconds = {key: compute_seconds(study) for key, study in studies.items()}
     variants = list(dict.fromkeys(variant for variant, _ in studies))
@@ -182,11 +195,16 @@ def main() -> None:
             f"{final[variant].std():.4f} | {versus_random} | {steps[variant].mean():,.0f} | "
             f"{wall:.0f} | {versus_off} | {same_steps} | {reach} |"
         )
-    count, ceiling = pooled(list(studies.values()), anchor)
+    count, ceiling, front = pooled(list(studies.values()), anchor)
     baseline = final.get("random:none")
     ratio = f" = {ceiling / baseline.mean():.2f}x random:none" if baseline is not None else ""
     print(f"\nall {count:,} completed trials of every study together: hypervolume {ceiling:.4f}"
           f"{ratio} (the best front all the searches found together)")  # fmt: skip
+    low, high = latency_spread(list(studies.values()))
+    print(f"latency objective over those trials: {low:.3f}x to {high:.3f}x the dense base "
+          f"model's, a spread of {high / low:.2f}x; their front holds {len(front)} trials, "
+          f"{int((front <= 0.8).sum())} of them at 0.8x the base or faster (latencies "
+          f"{', '.join(f'{v:.2f}' for v in np.sort(front))})")  # fmt: skip
 
 
 if __name__ == "__main__":

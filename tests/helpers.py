@@ -3,7 +3,12 @@
 import torch
 
 from autohm.bench.scan import random_scan_inputs
-from autohm.model import MambaConfig
+from autohm.config import TrialConfig
+from autohm.model import MambaConfig, MambaLM
+from autohm.tasks import load_task
+from autohm.trial import Workload
+
+TINY_TASK = "induction?seq_len=12,num_symbols=6,num_train=96,num_validation=32,num_test=32"
 
 
 def tiny_config(**overrides) -> MambaConfig:
@@ -68,3 +73,24 @@ def assert_scan_close(got, expected, rtol=1e-4):
     for name, grad in grads.items():
         assert grad.dtype == grads_ref[name].dtype, name
         assert_close_relative(grad, grads_ref[name], rtol, f"d{name}")
+
+
+def tiny_workload(**latency_shape) -> Workload:
+    """A tiny induction task on a random tiny base model."""
+    task = load_task(TINY_TASK)
+    torch.manual_seed(0)
+    return Workload(task, MambaLM(tiny_config(vocab_size=task.vocab_size)), "tiny", **latency_shape)
+
+
+def tiny_config_for_trials(**sections) -> TrialConfig:
+    """A trial configuration that runs in a second on tiny_workload()."""
+    values = {
+        "scan_order": {"method": "two_opt", "calibration_batches": 1},
+        "masking": {"steps": 4, "sites": ["in_proj.x", "out_proj"], "granularity": "block",
+                    "block_size": 4},
+        "peft": {"lora_quantile": 0.5, "ia3_quantile": 0.25, "rank": 2},
+        "train": {"steps": 6, "batch_size": 16, "eval_every": 3},
+    }  # fmt: skip
+    for key, value in sections.items():
+        values[key] = values.get(key, {}) | value
+    return TrialConfig.from_dict(values)

@@ -5,14 +5,17 @@ files."""
 
 import pytest
 import torch
-from helpers import randomise_, tiny_config
+from helpers import randomise_, tiny_config, tiny_config_for_trials, tiny_workload
 
+from autohm.bench import deploy as bench_deploy
 from autohm.deploy import compact, describe, plan_layer
+from autohm.errors import AutohmError
 from autohm.masking import attach_masks, mask_modules
 from autohm.masking.masks import mixers
 from autohm.measure import analytic_flops, count_flops
 from autohm.model import MambaClassifier, MambaLM
 from autohm.peft import Allocation, apply_allocation
+from autohm.runs import train_and_save
 from autohm.scan_order import permute_channels
 
 TOLERANCE = {torch.float32: 1e-5, torch.float64: 1e-10}
@@ -237,3 +240,37 @@ def test_a_compact_classifier_round_trips_through_its_files(tmp_path, pooling):
     assert torch.equal(loaded(ids, mask), small(ids, mask))
     lm = MambaLM.from_pretrained(tmp_path)  # the backbone alone, as a language model
     assert lm.config.layer_d_inner == small.config.layer_d_inner
+
+
+def test_autohm_train_writes_a_deploy_directory_with_the_trained_outputs(tmp_path):
+    config = tiny_config_for_trials(
+        masking={
+            "granularity": "channel",
+            "steps": 30,
+            "lr": 0.5,
+            "penalty": {"sparsity": 0.6, "weight": 20.0},
+        }
+    )
+    result = train_and_save(config, tiny_workload(latency_batch=2), tmp_path)
+    loaded = MambaClassifier.from_pretrained(tmp_path / "deploy")
+    channels = [loaded.config.layer_inner(i) for i in range(2)]
+    assert channels == result.metrics["channels"]
+    assert sum(channels) < 2 * loaded.config.d_inner  # channels did go
+    ids, mask, _ = tiny_workload().task.validation[:8]
+    with torch.no_grad():
+        assert_same(loaded(ids, mask), result.model.eval()(ids, mask), torch.float32)
+    summary = (tmp_path / "deploy" / "COMPACTION.txt").read_text()
+    assert summary.startswith("layer 0: ") and "channels" in summary
+
+
+def test_bench_deploy_compares_compact_models_with_their_dense_base():
+    rows = bench_deploy.run(["built-in"], [0.0, 0.5], repeats=2)
+    assert [(row.removed, row.channels) for row in rows] == [(0.0, 256), (0.5, 128)]
+    assert rows[0].flops_ratio == 1.0 and 0.45 < rows[1].flops_ratio < 0.55
+    assert rows[1].shape == "32x64"  # the default deployment shape of the digits task
+    for row in rows:
+        assert row.median_ms > 0 and row.dense_median_ms > 0 and row.latency_ratio > 0
+    with pytest.raises(AutohmError, match="--fractions: 1.0 is not in"):
+        bench_deploy.run(["built-in"], [1.0])
+    with pytest.raises(AutohmError, match="--models: 'big'"):
+        bench_deploy.run(["big"])

@@ -637,6 +637,10 @@ def test_quick_search_interrupted_resumed_to_the_budget_exported_and_trained(tmp
         pytest.skip("autohm train is not available yet: the export was checked by TrialConfig.load")
     run = _autohm("train", "--config", str(exported), cwd=tmp_path)
     assert run.returncode == 0, run.stdout + run.stderr
+    assert "deploy: layer 0:" in run.stdout
+    info = _autohm("info", "--model", str(tmp_path / "autohm-run" / "deploy"))
+    assert info.returncode == 0 and "classification head" in info.stdout, info.stderr
+    assert "compaction" in info.stdout
 
 
 @pytest.mark.skipif(

@@ -5,44 +5,22 @@ import math
 
 import pytest
 import torch
-from helpers import randomise_, tiny_config
+from helpers import randomise_, tiny_config, tiny_config_for_trials, tiny_workload
 
-from autohm.config import TrialConfig
 from autohm.deploy import compact
 from autohm.errors import AutohmError
 from autohm.masking import attach_masks
 from autohm.masking.masks import mixers
 from autohm.measure import analytic_flops, count_flops, dense_and_effective_flops
-from autohm.model import MambaClassifier, MambaLM
-from autohm.tasks import load_task
-from autohm.trial import TrialFailed, TrialPruned, Workload, run_trial
+from autohm.model import MambaClassifier
+from autohm.trial import TrialFailed, TrialPruned, run_trial
 
-TINY_TASK = "induction?seq_len=12,num_symbols=6,num_train=96,num_validation=32,num_test=32"
 METRIC_KEYS = {
     "accuracy", "test_accuracy", "flops", "flops_sparse", "flops_dense", "flops_convention",
     "channels", "states", "params", "params_masked", "params_total", "latency", "latency_ms",
     "latency_iqr_ms", "latency_dense_ms", "latency_batch", "latency_seq_len", "device",
     "allocation", "sparsity", "scan_order", "timings", "task", "model",
 }  # fmt: skip
-
-
-def tiny_workload(**latency_shape) -> Workload:
-    task = load_task(TINY_TASK)
-    torch.manual_seed(0)
-    return Workload(task, MambaLM(tiny_config(vocab_size=task.vocab_size)), "tiny", **latency_shape)
-
-
-def tiny_config_for_trials(**sections) -> TrialConfig:
-    values = {
-        "scan_order": {"method": "two_opt", "calibration_batches": 1},
-        "masking": {"steps": 4, "sites": ["in_proj.x", "out_proj"], "granularity": "block",
-                    "block_size": 4},
-        "peft": {"lora_quantile": 0.5, "ia3_quantile": 0.25, "rank": 2},
-        "train": {"steps": 6, "batch_size": 16, "eval_every": 3},
-    }  # fmt: skip
-    for key, value in sections.items():
-        values[key] = values.get(key, {}) | value
-    return TrialConfig.from_dict(values)
 
 
 def test_a_trial_runs_end_to_end_and_saves_its_artefacts(tmp_path):
