@@ -79,6 +79,12 @@ def bench_deploy(
     ),
     repeats: int = typer.Option(30, min=1, help="Timed runs of each model (in turns)."),
     device: str | None = typer.Option(None, help="cpu or cuda (default: cuda when present)."),
+    batch: int | None = typer.Option(
+        None, min=1, help="Sequences per batch (default: each model's: built-in 32, d256x4 8)."
+    ),  # fmt: skip
+    seq_len: int | None = typer.Option(
+        None, min=1, help="Tokens per sequence (default: built-in 64, d256x4 256)."
+    ),  # fmt: skip
     json_path: Path | None = typer.Option(None, "--json", help="Also write the rows as JSON."),
 ) -> None:
     """FLOPs and latency of compact models against their dense base, channels removed at
@@ -97,7 +103,7 @@ def bench_deploy(
         raise AutohmError(f"--fractions: {fractions!r} is not a list of numbers") from None
     console.print(f"device {describe_device(target)}, torch {torch.__version__}", highlight=False)
     with console.status("benchmarking") as status:
-        rows = deploy.run(models.split(","), shares, repeats, target, progress=status.update)
+        rows = deploy.run(models.split(","), shares, repeats, target, status.update, batch, seq_len)
     table = Table(title="compact model vs dense base: FLOPs, then latency timed in turns")
     columns = ("model", "shape", "removed", "channels", "MFLOPs", "x dense", "ms (IQR)",
                "dense ms (IQR)", "x dense")  # fmt: skip
@@ -213,19 +219,12 @@ def _cell(value) -> str:
 def _workload(task: str, model: str | None, latency_batch: int, latency_seq_len: int | None):
     """The task and base model, with a status line while a base model pretrains, and the
     deployment shape latency is timed at (checked before any work)."""
+    from autohm.measure import check_options
     from autohm.trial import Workload
 
-    check_shape_options(latency_batch, latency_seq_len)
+    check_options(latency_batch, latency_seq_len)
     with console.status(f"loading task {task} and its base model (pretrained on first use)"):
         return Workload.load(task, model, 0, latency_batch, latency_seq_len)
-
-
-def check_shape_options(latency_batch: int, latency_seq_len: int | None) -> None:
-    """--latency-batch and --latency-seq-len positive, before anything loads."""
-    for option, value in (("--latency-batch", latency_batch),
-                          ("--latency-seq-len", latency_seq_len)):  # fmt: skip
-        if value is not None and value < 1:
-            raise AutohmError(f"{option} must be a positive integer, got {value}")
 
 
 @app.command()

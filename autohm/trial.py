@@ -101,7 +101,7 @@ class Workload:
     @property
     def deployment_seq_len(self) -> int:
         """The sequence length latency is timed at."""
-        return self.latency_seq_len or self.task.seq_len
+        return self.task.seq_len if self.latency_seq_len is None else self.latency_seq_len
 
     def new_classifier(self) -> MambaClassifier:
         """A classifier on a private copy of the base backbone (trials never share weights)."""

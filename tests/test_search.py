@@ -465,6 +465,7 @@ def test_resuming_with_another_latency_shape_is_refused(tmp_path):
     "option, message",
     [({"latency_batch": 0}, "--latency-batch must be a positive integer, got 0"),
      ({"latency_seq_len": -4}, "--latency-seq-len must be a positive integer, got -4"),
+     ({"latency_seq_len": 0}, "--latency-seq-len must be a positive integer, got 0"),
      ({"latency_batch": 2.5}, "--latency-batch must be a positive integer, got 2.5"),
      ({"max_latency": float("nan")}, "--max-latency must be a positive number"),
      ({"max_latency_ms": -1.0}, "--max-latency-ms must be a positive number")],

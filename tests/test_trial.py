@@ -71,7 +71,8 @@ def test_latency_is_the_compact_model_beside_the_dense_base_at_the_deployment_sh
     assert tiny_workload().deployment_seq_len == 12  # default: the task's length
 
 
-@pytest.mark.parametrize("shape", [{"latency_batch": 0}, {"latency_seq_len": -1},
+@pytest.mark.parametrize("shape", [{"latency_batch": 0}, {"latency_seq_len": 0},
+                                   {"latency_seq_len": -1},
                                    {"latency_batch": 2.5}, {"latency_batch": 10**9}])  # fmt: skip
 def test_a_bad_deployment_shape_is_refused_before_any_work(shape):
     with pytest.raises(AutohmError, match="latency"):

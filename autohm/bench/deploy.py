@@ -99,8 +99,11 @@ def run(
     repeats: int = 30,
     device: torch.device | str = "cpu",
     progress: Callable[[str], None] | None = None,
+    batch: int | None = None,
+    seq_len: int | None = None,
 ) -> list[Row]:
-    """Every model at every fraction: FLOPs and latency of the compact model beside the dense."""
+    """Every model at every fraction: FLOPs and latency of the compact model beside the dense;
+    `batch` and `seq_len` replace every model's own deployment shape."""
     unknown = [m for m in models if m not in CASES]
     if unknown:
         raise AutohmError(f"--models: {unknown[0]!r} is not one of {', '.join(CASES)}")
@@ -110,6 +113,7 @@ def run(
     rows = []
     for name in models:
         case = CASES[name]()
+        case.batch, case.seq_len = batch or case.batch, seq_len or case.seq_len
         ids = torch.randint(0, case.dense.config.vocab_size, (case.batch, case.seq_len),
                             generator=torch.Generator().manual_seed(0))  # fmt: skip
         dense_flops = count_flops(case.dense, case.seq_len, case.batch).total

@@ -43,11 +43,19 @@ def forward_bytes(config: MambaConfig, batch: int, seq_len: int) -> int:
     return FLOAT_BYTES * (activations + 2 * weights)
 
 
-def check_shape(config: MambaConfig, batch: object, seq_len: object) -> None:
-    """An AutohmError naming the option when the deployment shape is not usable."""
+def check_options(batch: object, seq_len: object) -> None:
+    """An AutohmError naming the option unless both are positive integers (seq_len may be None:
+    the task's length)."""
+    seq_len = 1 if seq_len is None else seq_len
     for option, value in (("--latency-batch", batch), ("--latency-seq-len", seq_len)):
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise AutohmError(f"{option} must be a positive integer, got {value!r}")
+
+
+def check_shape(config: MambaConfig, batch: object, seq_len: object) -> None:
+    """An AutohmError naming the option when the deployment shape is not usable: not positive
+    integers, or more memory for one forward than this machine has available."""
+    check_options(batch, seq_len)
     needed, free = forward_bytes(config, batch, seq_len), available_bytes()
     if free is not None and needed > free:
         raise AutohmError(

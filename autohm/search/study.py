@@ -28,7 +28,7 @@ import optuna
 
 from autohm import __version__
 from autohm.errors import AutohmError
-from autohm.measure import DEFAULT_BATCH
+from autohm.measure import DEFAULT_BATCH, check_options
 from autohm.search.fidelity import RULES, EarlyStop
 from autohm.search.objective import Objective, TrialFailure, counts_toward_budget
 from autohm.search.objectives import DIRECTIONS, OBJECTIVES, OLD_OBJECTIVES
@@ -83,10 +83,7 @@ class SearchSettings:
         _one_of("--prune", self.prune, RULES)
         if self.n_jobs < 1:
             raise AutohmError(f"--n-jobs must be at least 1, got {self.n_jobs}")
-        for option, value in (("--latency-batch", self.latency_batch),
-                              ("--latency-seq-len", self.latency_seq_len or 1)):  # fmt: skip
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise AutohmError(f"{option} must be a positive integer, got {value!r}")
+        check_options(self.latency_batch, self.latency_seq_len)
         limits = {
             "params": self.max_params,
             "latency": self.max_latency,
