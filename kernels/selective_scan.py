@@ -311,7 +311,7 @@ def _scan_bwd_kernel(
 
 def launch_shape(batch: int, d_inner: int, n_state: int) -> tuple[tuple[int, int], int, int]:
     """The grid (batch, channel blocks), the padded state size and num_warps for the kernels."""
-    block_n = triton.next_power_of_2(n_state)
+    block_n = triton.next_power_of_2(max(n_state, 1))  # a compact layer may have no state
     num_warps = max(1, min(4, BLOCK_D * block_n // 128))
     return (batch, triton.cdiv(d_inner, BLOCK_D)), block_n, num_warps
 

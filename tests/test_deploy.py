@@ -3,11 +3,15 @@ recurrent decoding, every granularity, adapters attached, permuted orders, float
 removes exactly the channels and states the masks make removable, and round-trips through its
 files."""
 
+import subprocess
+import sys
+
 import pytest
 import torch
 from helpers import randomise_, tiny_config, tiny_config_for_trials, tiny_workload
 
 from autohm.bench import deploy as bench_deploy
+from autohm.config import TrialConfig
 from autohm.deploy import compact, describe, plan_layer
 from autohm.errors import AutohmError
 from autohm.masking import attach_masks, mask_modules
@@ -274,3 +278,20 @@ def test_bench_deploy_compares_compact_models_with_their_dense_base():
         bench_deploy.run(["built-in"], [1.0])
     with pytest.raises(AutohmError, match="--models: 'big'"):
         bench_deploy.run(["big"])
+
+
+@pytest.mark.parametrize(
+    "arguments, message",
+    [(["search", "--latency-batch", "0"], "error: --latency-batch must be a positive integer"),
+     (["search", "--latency-seq-len", "-2"], "error: --latency-seq-len must be a positive"),
+     (["search", "--latency-seq-len", "1.5"], "error: Invalid value for '--latency-seq-len'"),
+     (["search", "--latency-batch", "1000000000"], "error: the latency shape 1000000000 x 64"),
+     (["train", "--config", "c.yaml", "--latency-batch", "0"], "error: --latency-batch must")],
+)  # fmt: skip
+def test_a_bad_deployment_shape_is_one_error_line_and_no_study(tmp_path, arguments, message):
+    TrialConfig().save(tmp_path / "c.yaml")
+    command = [sys.executable, "-m", "autohm", *arguments, "--out", str(tmp_path / "out")]
+    run = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2, run.stderr
+    assert run.stderr.startswith(message) and len(run.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()

@@ -22,6 +22,7 @@ SHAPES = [  # (batch, d_inner, L, d_state): odd sizes, one and several blocks an
     (2, 5, 7, 4),
     (3, kernels.BLOCK + 3, 2 * kernels.CHUNK + 5, 16),
     (2, 2 * kernels.BLOCK, kernels.CHUNK, 1),
+    (2, 5, 7, 0),  # a compact layer whose every state was removed
 ]
 OPTIONS = {
     "all": dict(delta_softplus=True),

@@ -32,6 +32,7 @@ SHAPES = [  # (batch, d_inner, L, d_state): L off the chunk size, exactly one ch
     (2, 12, 2 * CHUNK + 5, 16),
     (1, 3, CHUNK, 1),
     (2, BLOCK_D + 3, 20, 4),
+    (2, 5, 7, 0),  # a compact layer whose every state was removed
 ]
 VARIANTS = {
     "all": dict(delta_softplus=True),
@@ -178,7 +179,7 @@ def step_inputs(batch, d_inner, d_state, drop=()):
     return {name: value for name, value in inputs.items() if name not in drop}
 
 
-@pytest.mark.parametrize("shape", [(2, 5, 4), (2, BLOCK_D + 3, 16), (1, 3, 1)], ids=str)
+@pytest.mark.parametrize("shape", [(2, 5, 4), (2, BLOCK_D + 3, 16), (1, 3, 1), (2, 5, 0)], ids=str)
 @pytest.mark.parametrize("drop,softplus", [((), True), (("D", "z", "dt_bias"), False)])
 def test_state_update_matches_reference(shape, drop, softplus):
     inputs = step_inputs(*shape, drop=drop)
