@@ -396,7 +396,8 @@ def _allocation_table(model: MambaClassifier, allocation: dict[str, Allocation])
     for key, choice in allocation.items():
         _, layer, name = key.split(".")
         module = getattr(model.backbone.layers[int(layer)].mixer, name)
-        parts = [p for p in (module.lora, module.ia3) if p is not None]
+        parts = [getattr(module, part, None) for part in ("lora", "ia3")]  # plain without masks
+        parts = [part for part in parts if part is not None]
         table[key] = {
             "method": choice.method,
             "rank": choice.rank,

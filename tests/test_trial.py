@@ -13,6 +13,7 @@ from autohm.masking import attach_masks
 from autohm.masking.masks import mixers
 from autohm.measure import analytic_flops, count_flops, dense_and_effective_flops
 from autohm.model import MambaClassifier
+from autohm.runs import BASELINES, baseline_config
 from autohm.trial import TrialFailed, TrialPruned, run_trial
 
 METRIC_KEYS = {
@@ -158,3 +159,20 @@ def test_compact_flops_drop_by_the_whole_path_of_a_removed_channel():
     small = compact(model)
     assert small.config.layer_d_inner == [31, 32]
     assert dense - count_flops(small, seq_len=8).total == 716 + 2 * 4
+
+
+@pytest.mark.parametrize("mode", BASELINES)
+def test_every_baseline_runs_and_is_measured(mode):
+    """full and head have no adapted projections (no masks, no adapters): plain nn.Linear."""
+    metrics = run_trial(baseline_config(mode, tiny_config_for_trials()), tiny_workload()).metrics
+    assert metrics["flops"] == metrics["flops_dense"] and metrics["latency"] > 0
+    adapters = sum(entry["params"] for entry in metrics["allocation"].values())
+    assert (adapters == 0) == (mode in ("full", "head"))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_on_a_gpu_the_compact_model_is_timed_there_with_its_kernels():
+    result = run_trial(tiny_config_for_trials(), tiny_workload(latency_batch=4))
+    device = result.metrics["device"]
+    assert device["device"].startswith("cuda") and device["scan_backend"] in ("triton", "mamba_ssm")
+    assert next(result.deployed.parameters()).device.type == "cpu"  # handed back on the CPU
