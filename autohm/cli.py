@@ -189,8 +189,8 @@ LATENCY_BATCH_HELP = "Deployment shape latency is timed at: sequences per batch 
 LATENCY_SEQ_LEN_HELP = "Deployment shape latency is timed at: tokens (default: the task's)."
 
 
-def _latency_batch(default: int | None = 32) -> typer.models.OptionInfo:
-    return typer.Option(default, "--latency-batch", help=LATENCY_BATCH_HELP)
+def _latency_batch() -> typer.models.OptionInfo:
+    return typer.Option(None, "--latency-batch", help=LATENCY_BATCH_HELP)
 
 
 def _latency_seq_len() -> typer.models.OptionInfo:
@@ -216,13 +216,13 @@ def _cell(value) -> str:
     return "-" if value is None else f"{value:,}" if isinstance(value, int) else str(value)
 
 
-def _workload(task: str, model: str | None, latency_batch: int, latency_seq_len: int | None):
+def _workload(task: str, model: str | None, latency_batch: int | None, latency_seq_len: int | None):
     """The task and base model, with a status line while a base model pretrains, and the
     deployment shape latency is timed at (checked before any work)."""
     from autohm.measure import check_options
     from autohm.trial import Workload
 
-    check_options(latency_batch, latency_seq_len)
+    check_options(1 if latency_batch is None else latency_batch, latency_seq_len)
     with console.status(f"loading task {task} and its base model (pretrained on first use)"):
         return Workload.load(task, model, 0, latency_batch, latency_seq_len)
 
@@ -259,7 +259,7 @@ def train(
         Path("autohm-run"), help="Directory for metrics, adapter, masks, export."
     ),
     seed: int | None = typer.Option(None, help="Override train.seed of the configuration."),
-    latency_batch: int = _latency_batch(),
+    latency_batch: int | None = _latency_batch(),
     latency_seq_len: int | None = _latency_seq_len(),
 ) -> None:
     """Train one configuration at full fidelity; write metrics.json, adapter, masks, PEFT export
@@ -292,7 +292,7 @@ def baselines(
     config: Path | None = typer.Option(
         None, help="Take training settings from this configuration."
     ),
-    latency_batch: int = _latency_batch(),
+    latency_batch: int | None = _latency_batch(),
     latency_seq_len: int | None = _latency_seq_len(),
 ) -> None:
     """Measure full fine-tuning, linear probing, LoRA-only and IA3-only on the same base model."""
@@ -328,7 +328,7 @@ def search(
     max_latency_ms: float | None = typer.Option(
         None, help="Constraint: the compact model's measured latency in ms (machine-dependent)."
     ),
-    latency_batch: int | None = _latency_batch(None),
+    latency_batch: int | None = _latency_batch(),
     latency_seq_len: int | None = _latency_seq_len(),
     prune: str | None = typer.Option(
         None,
@@ -421,7 +421,7 @@ def ablate(
     model: str | None = typer.Option(None, help=MODEL_HELP),
     seeds: int = typer.Option(3, min=2, help="Seeds per variant (mean ± std, bootstrap)."),
     out: Path = typer.Option(Path("autohm-ablation"), help="Directory for tables and plots."),
-    latency_batch: int = _latency_batch(),
+    latency_batch: int | None = _latency_batch(),
     latency_seq_len: int | None = _latency_seq_len(),
 ) -> None:
     """Measure what each pillar and their combination contribute around one configuration."""

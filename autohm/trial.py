@@ -91,12 +91,15 @@ class Workload:
         task: str = "digits",
         model: str | None = None,
         seed: int = 0,
-        latency_batch: int = DEFAULT_BATCH,
+        latency_batch: int | None = None,
         latency_seq_len: int | None = None,
     ) -> Workload:
+        """The task and its base model; the deployment shape defaults to DEFAULT_BATCH
+        sequences of the task's length."""
         loaded = load_task(task, seed=seed)
         base = base_model(loaded, model)
-        return cls(loaded, base, model or "built-in", latency_batch, latency_seq_len)
+        batch = DEFAULT_BATCH if latency_batch is None else latency_batch
+        return cls(loaded, base, model or "built-in", batch, latency_seq_len)
 
     @property
     def deployment_seq_len(self) -> int:
@@ -353,8 +356,8 @@ def measure(
         "flops_sparse": sparse.total,
         "flops_dense": workload.dense_flops,
         "flops_convention": flops.convention,
-        "channels": small.config.layer_d_inner or [small.config.d_inner] * small.config.n_layer,
-        "states": small.config.layer_d_state or [small.config.d_state] * small.config.n_layer,
+        "channels": [mixer.d_inner for mixer in mixers(small)],
+        "states": [mixer.d_state for mixer in mixers(small)],
         "sparsity": sparsity_report(model) if config.masking.enabled else {},
     }
     if latency:
