@@ -4,20 +4,23 @@ from __future__ import annotations
 
 import json
 import platform
+import shlex
 import sys
 from pathlib import Path
 
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from autohm import __version__
 from autohm.errors import AutohmError
+from autohm.files import check_output_dir, check_output_file, write_text
 
 app = typer.Typer(
     help="Hardware-aware AutoML for Mamba models.", no_args_is_help=True, add_completion=False
 )
-console = Console(soft_wrap=True)
+console = Console(soft_wrap=True, markup=False, emoji=False, highlight=False)  # values as they are
 
 
 @app.callback()
@@ -92,11 +95,11 @@ def bench_deploy(
     import torch
 
     from autohm.bench import deploy
-    from autohm.devices import default_device, describe_device
+    from autohm.devices import describe_device, parse_device
 
-    target = torch.device(device) if device else default_device()
-    if target.type == "cuda" and not torch.cuda.is_available():
-        raise AutohmError("--device cuda: no CUDA device is available")
+    target = parse_device(device)
+    if json_path is not None:
+        check_output_file(json_path, what="--json")
     try:
         shares = [float(f) for f in fractions.split(",")]
     except ValueError:
@@ -120,7 +123,7 @@ def bench_deploy(
     if json_path is not None:
         environment = {"device": describe_device(target), "torch": torch.__version__}
         document = {"environment": environment, "rows": deploy.as_dicts(rows)}
-        json_path.write_text(json.dumps(document, indent=2))
+        write_text(json_path, json.dumps(document, indent=2))
         console.print(f"wrote {json_path}")
 
 
@@ -140,14 +143,13 @@ def bench_scan(
     json_path: Path | None = typer.Option(None, "--json", help="Also write the rows as JSON."),
 ) -> None:
     """Time forward+backward of each selective-scan backend and print speed ratios."""
-    import torch
 
     from autohm.bench import scan
-    from autohm.devices import default_device
+    from autohm.devices import parse_device
 
-    target = torch.device(device) if device else default_device()
-    if target.type == "cuda" and not torch.cuda.is_available():
-        raise AutohmError("--device cuda: no CUDA device is available")
+    target = parse_device(device)
+    if json_path is not None:
+        check_output_file(json_path, what="--json")
     variants = backends.split(",") if backends else scan.default_variants(target)
     if "reference" not in variants:
         variants.insert(0, "reference")  # every ratio is against it
@@ -174,8 +176,8 @@ def bench_scan(
         )
     console.print(table)
     if json_path is not None:
-        json_path.write_text(
-            json.dumps({"environment": info, "rows": scan.as_dicts(rows)}, indent=2)
+        write_text(
+            json_path, json.dumps({"environment": info, "rows": scan.as_dicts(rows)}, indent=2)
         )
         console.print(f"wrote {json_path}")
 
@@ -238,6 +240,8 @@ def pretrain(
     from autohm import pretrain as base
     from autohm.tasks import load_task
 
+    if out is not None:
+        check_output_dir(out)
     loaded = load_task(task, seed=seed)
     target = out or base.cache_dir() / "pretrained" / base.base_model_name(loaded)
     with console.status("pretraining") as status:
@@ -268,6 +272,7 @@ def train(
     from autohm.deploy import describe
     from autohm.runs import DEPLOY_DIR, SUMMARY_KEYS, train_and_save
 
+    check_output_dir(out)
     trial_config = TrialConfig.load(config)
     if seed is not None:
         trial_config.train.seed = seed
@@ -299,6 +304,7 @@ def baselines(
     from autohm.config import TrialConfig
     from autohm.runs import run_baselines
 
+    check_output_dir(out)
     like = TrialConfig.load(config) if config else None
     workload = _workload(task, model, latency_batch, latency_seq_len)
     with console.status("training the four baselines"):
@@ -346,7 +352,7 @@ def search(
     from autohm.search.progress import SearchProgress
     from autohm.search.space import load_space
     from autohm.search.storage import locate
-    from autohm.search.study import SearchSettings, run_search
+    from autohm.search.study import SearchSettings, Terminated, run_search
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # the progress lines say it all
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
@@ -357,21 +363,20 @@ def search(
         latency_seq_len=latency_seq_len, prune=prune, baselines=baselines,
         heartbeat_s=heartbeat,
     )  # fmt: skip
+    check_output_dir(settings.out)
     length = f"{settings.latency_seq_len} tokens" if settings.latency_seq_len else "task length"
     console.print(f"latency: the compact model timed beside the dense base model on "
                   f"{settings.latency_batch} sequences of {length}", highlight=False)  # fmt: skip
     progress = SearchProgress(console, budget, n_jobs)
     try:
         result = run_search(settings, callbacks=[progress], on_start=progress.header)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as stop:
         console.print("interrupted: completed trials are stored; rerun the command to resume")
-        raise typer.Exit(130) from None
+        raise typer.Exit(143 if isinstance(stop, Terminated) else 130) from None
     progress.summary(result)
-    console.print(
-        f"pick one: autohm export --study {result.study_name} "
-        f"--storage {locate(storage, out).shown}",
-        highlight=False,
-    )
+    where = locate(settings.storage, settings.out).shown
+    console.print(f"pick one: autohm export --study {shlex.quote(result.study_name)} "
+                  f"--storage {shlex.quote(where)}")  # fmt: skip
 
 
 @app.command()
@@ -397,17 +402,18 @@ def export(
 ) -> None:
     """Write a searched configuration as YAML for `autohm train --config FILE`, or all trials."""
     from autohm.search.export import export_table, export_trial
-    from autohm.search.storage import existing_study
+    from autohm.search.storage import existing_study, own_files
 
     opened = existing_study(storage, study)
+    protected = own_files(opened, storage)
     if format != "yaml":
-        path = export_table(opened, format, out)
+        path = export_table(opened, format, out, protected)
         console.print(f"wrote {path}", highlight=False)
         return
     limits = {"params": max_params, "latency": max_latency, "latency_ms": max_latency_ms}
     limits = {key: value for key, value in limits.items() if value is not None}
     rule = f"trial:{trial}" if trial is not None else pick
-    path, chosen = export_trial(opened, rule, out, min_accuracy, limits)
+    path, chosen = export_trial(opened, rule, out, min_accuracy, limits, protected)
     console.print(f"wrote {path} (trial {chosen.number}, {chosen.state.name})", highlight=False)
 
 
@@ -430,6 +436,7 @@ def ablate(
     from autohm.config import TrialConfig
     from autohm.results import frame
 
+    check_output_dir(out)
     if (config is None) == (study is None and storage is None):
         raise AutohmError("give either --config FILE or --study NAME (with --storage)")
     opened = None
@@ -509,9 +516,8 @@ def main() -> None:
         if isinstance(error, exceptions.ClickException):
             message = " ".join(error.format_message().split())  # empty: the help was shown
         if message:
-            Console(stderr=True, soft_wrap=True).print(
-                f"[bold red]error:[/] {message}", highlight=False
-            )
+            error_console = Console(stderr=True, soft_wrap=True, markup=False, emoji=False)
+            error_console.print(Text.assemble(("error:", "bold red"), f" {message}"))
         sys.exit(2)
     except typer.Abort:
         sys.exit(130)

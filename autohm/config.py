@@ -17,6 +17,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from autohm.errors import AutohmError
+from autohm.files import write_text
 from autohm.masking.sites import SITES
 from autohm.scan_order import METHODS, SOURCES
 
@@ -179,7 +180,7 @@ class TrialConfig(Section):
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
 
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(self.to_yaml())
+        write_text(path, self.to_yaml())
 
 
 def _one_of(value: str, allowed: tuple[str, ...]) -> str:

@@ -10,6 +10,7 @@ import pandas as pd
 
 from autohm.config import TrialConfig
 from autohm.deploy import describe
+from autohm.files import write_atomically, write_text
 from autohm.peft import export_peft
 from autohm.trial import TrialResult, Workload, run_trial
 
@@ -30,7 +31,7 @@ def train_and_save(config: TrialConfig, workload: Workload, out: str | Path) -> 
     result.save(out)
     export_peft(result.model, result.allocation, out / "peft")
     result.deployed.save_pretrained(out / DEPLOY_DIR)
-    (out / DEPLOY_DIR / "COMPACTION.txt").write_text(describe(result.deployed.config) + "\n")
+    write_text(out / DEPLOY_DIR / "COMPACTION.txt", describe(result.deployed.config) + "\n")
     return result
 
 
@@ -53,6 +54,6 @@ def run_baselines(
     table = pd.DataFrame(rows)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    table.to_csv(out / "baselines.csv", index=False)
-    (out / "baselines.json").write_text(json.dumps(rows, indent=2))
+    write_atomically(out / "baselines.csv", lambda path: table.to_csv(path, index=False))
+    write_text(out / "baselines.json", json.dumps(rows, indent=2))
     return table

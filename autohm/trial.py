@@ -21,6 +21,7 @@ from autohm.config import TrialConfig
 from autohm.deploy import compact
 from autohm.devices import default_device
 from autohm.errors import AutohmError
+from autohm.files import write_text
 from autohm.masking import (
     SparsityPenalty,
     TemperatureSchedule,
@@ -146,9 +147,9 @@ class TrialResult:
         """metrics.json, config.yaml, order.json and the adapter/mask files; returns the paths."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        (directory / "metrics.json").write_text(json.dumps(self.metrics, indent=2))
+        write_text(directory / "metrics.json", json.dumps(self.metrics, indent=2))
         self.config.save(directory / "config.yaml")
-        (directory / "order.json").write_text(json.dumps(self.orders))
+        write_text(directory / "order.json", json.dumps(self.orders))
         save_adapter(self.model, directory, config=self.config.model_dump(mode="json"))
         return sorted(p for p in directory.iterdir() if p.is_file())
 

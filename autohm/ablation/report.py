@@ -14,6 +14,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from autohm.ablation.factorial import factorial_effects  # noqa: E402
+from autohm.files import write_atomically, write_text  # noqa: E402
 
 METRICS = ("accuracy", "flops", "params", "latency", "efficiency")
 
@@ -100,7 +101,7 @@ def bar_plot(table: pd.DataFrame, path: Path) -> None:
         if metric != METRICS[0]:
             axis.set_yticklabels([])
     figure.tight_layout()
-    figure.savefig(path, dpi=110)
+    write_atomically(path, lambda temporary: figure.savefig(temporary, dpi=110, format="png"))
     plt.close(figure)
 
 
@@ -115,11 +116,11 @@ def pareto_plot(table: pd.DataFrame, trials: pd.DataFrame, path: Path) -> None:
         axis.scatter(row["flops_mean"], row["accuracy_mean"], s=40)
         axis.annotate(row["variant"], (row["flops_mean"], row["accuracy_mean"]), fontsize=7)
     axis.set_xscale("log")
-    axis.set_xlabel("FLOPs (effective, fvcore convention)")
+    axis.set_xlabel("FLOPs (compact model, fvcore convention)")
     axis.set_ylabel("validation accuracy")
     axis.legend(loc="lower right")
     figure.tight_layout()
-    figure.savefig(path, dpi=110)
+    write_atomically(path, lambda temporary: figure.savefig(temporary, dpi=110, format="png"))
     plt.close(figure)
 
 
@@ -137,9 +138,9 @@ def write_report(
         "bars": out / "ablation.png",
         "json": out / "ablation.json",
     }
-    runs.to_csv(files["runs"], index=False)
-    table.to_csv(files["summary"], index=False)
-    files["markdown"].write_text(markdown(table, effect_table, lines))
+    write_atomically(files["runs"], lambda path: runs.to_csv(path, index=False))
+    write_atomically(files["summary"], lambda path: table.to_csv(path, index=False))
+    write_text(files["markdown"], markdown(table, effect_table, lines))
     bar_plot(table, files["bars"])
     if trials is not None and len(trials):
         files["pareto"] = out / "ablation_pareto.png"
@@ -150,5 +151,5 @@ def write_report(
         "notes": lines,
         "runs": runs.to_dict("records"),
     }
-    files["json"].write_text(json.dumps(document, indent=2, default=str))
+    write_text(files["json"], json.dumps(document, indent=2, default=str))
     return files

@@ -6,9 +6,10 @@ import json
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import nn
 
+from autohm.files import write_tensors
 from autohm.masking.masks import MaskingError, attach_masks, mask_modules, mixers
 
 
@@ -71,7 +72,7 @@ def _hard_site(masks, name: str, weight: torch.Tensor) -> torch.Tensor:
 def save_masks(model: nn.Module, path: str | Path) -> None:
     """masks.safetensors: the hard masks (bool) with the attachment settings as metadata."""
     tensors = {k: v.contiguous() for k, v in hard_mask_tensors(model).items()}
-    save_file(tensors, str(path), metadata={"autohm_masks": json.dumps(mask_settings(model))})
+    write_tensors(path, tensors, {"autohm_masks": json.dumps(mask_settings(model))})
 
 
 def load_masks(model: nn.Module, path: str | Path) -> None:

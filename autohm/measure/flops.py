@@ -34,6 +34,7 @@ from autohm.ops.selective_scan import unregister_backend
 
 with warnings.catch_warnings():  # fvcore.nn scripts its losses on import: torch deprecates that
     warnings.simplefilter("ignore", DeprecationWarning)
+    warnings.filterwarnings("ignore", r"`?torch\.jit\.script`? is deprecated", FutureWarning)
     from fvcore.nn import FlopCountAnalysis
     from fvcore.nn.jit_handles import get_shape
 

@@ -16,9 +16,10 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from autohm.errors import CheckpointError
+from autohm.files import write_tensors, write_text
 from autohm.model.config import MambaConfig
 
 CONFIG_FILE = "config.json"
@@ -310,9 +311,9 @@ def write_checkpoint(
     if top["norm_epsilon"] == MambaConfig.norm_epsilon:
         del top["norm_epsilon"]  # mamba_ssm's config has no such field; 1e-5 is its default
     ssm_cfg = {k: v for k, v in config.to_dict().items() if k in _STATE_SPACES_SSM}
-    (directory / CONFIG_FILE).write_text(json.dumps({**top, "ssm_cfg": ssm_cfg}, indent=2) + "\n")
+    write_text(directory / CONFIG_FILE, json.dumps({**top, "ssm_cfg": ssm_cfg}, indent=2) + "\n")
     tensors = {k: v.detach().contiguous() for k, v in state.items()}
-    save_file(tensors, str(directory / WEIGHT_FILES[0]), metadata={"format": "pt"})
+    write_tensors(directory / WEIGHT_FILES[0], tensors)
     return directory
 
 
@@ -320,7 +321,7 @@ def write_head(head: torch.nn.Linear, pooling: str, directory: str | Path) -> Pa
     """head.safetensors: a classifier's score.weight and score.bias, its pooling as metadata."""
     file = Path(directory) / HEAD_FILE
     tensors = {f"score.{k}": v.detach().contiguous() for k, v in head.state_dict().items()}
-    save_file(tensors, str(file), metadata={"format": "pt", "pooling": pooling})
+    write_tensors(file, tensors, {"pooling": pooling})
     return file
 
 

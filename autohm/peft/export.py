@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from autohm.files import write_text
 from autohm.masking import bake_masks_, mask_settings
 from autohm.masking.masks import mixers
 from autohm.model.checkpoint import HEAD_FILE
@@ -127,8 +128,8 @@ def export_peft(model: nn.Module, allocation: dict[str, Allocation], directory: 
         if config is not None:
             (directory / name).mkdir(exist_ok=True)
             text = json.dumps(config, indent=2) + "\n"
-            (directory / name / "adapter_config.json").write_text(text)
-    (directory / "NOTE.md").write_text(_note(model, allocation))
+            write_text(directory / name / "adapter_config.json", text)
+    write_text(directory / "NOTE.md", _note(model, allocation))
     save_merged(model, directory / "merged")
     return directory
 

@@ -11,9 +11,10 @@ from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import nn
 
+from autohm.files import write_tensors, write_text
 from autohm.masking import load_masks, mask_settings, save_masks
 from autohm.peft.allocation import Allocation
 from autohm.peft.apply import PeftSettings, apply_allocation
@@ -48,7 +49,7 @@ def save_adapter(model: nn.Module, directory: str | Path, config: dict | None = 
     settings = peft_settings(model)
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    save_file(trainable_tensors(model), str(directory / ADAPTER_FILE), metadata={"format": "pt"})
+    write_tensors(directory / ADAPTER_FILE, trainable_tensors(model))
     has_masks = bool(mask_settings(model))
     if has_masks:
         save_masks(model, directory / MASKS_FILE)
@@ -61,7 +62,7 @@ def save_adapter(model: nn.Module, directory: str | Path, config: dict | None = 
         "masks": has_masks,
         "config": config or {},
     }
-    (directory / CONFIG_FILE).write_text(json.dumps(record, indent=2) + "\n")
+    write_text(directory / CONFIG_FILE, json.dumps(record, indent=2) + "\n")
     return directory
 
 

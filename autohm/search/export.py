@@ -4,14 +4,19 @@ FILE` reads (the `config:` key), with its metrics under `metrics:` and where it 
 
 from __future__ import annotations
 
+import importlib.util
+import json
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import optuna
+import pandas as pd
 import yaml
 from optuna.trial import FrozenTrial
 
 from autohm.config import TrialConfig
+from autohm.files import check_output_file, write_atomically, write_text
 from autohm.results import trials_frame
 from autohm.search.objectives import OBJECTIVES
 from autohm.search.selection import SelectionError, pick
@@ -23,9 +28,14 @@ def export_trial(
     path: Path | None = None,
     min_accuracy: float | None = None,
     limits: dict[str, float] | None = None,
+    protected: Iterable[Path] = (),
 ) -> tuple[Path, FrozenTrial]:
-    """Write the trial `rule` picks; returns the file and the trial."""
+    """Write the trial `rule` picks; returns the file and the trial. `protected`: the study's
+    own files, which the output may not replace."""
     config, trial = picked_config(study, rule, min_accuracy, limits)
+    path = check_output_file(
+        path or Path(f"{study.study_name}-trial{trial.number}.yaml"), protected
+    )
     source = f"study {study.study_name} trial {trial.number}"
     metrics = {k: v for k, v in trial.user_attrs.get("metrics", {}).items() if _scalar(v)}
     document = {
@@ -38,9 +48,7 @@ def export_trial(
             "pick": rule,
         },  # fmt: skip
     }
-    path = path or Path(f"{study.study_name}-trial{trial.number}.yaml")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(_header(source, rule, metrics) + yaml.safe_dump(document, sort_keys=False))
+    write_text(path, _header(source, rule, metrics) + yaml.safe_dump(document, sort_keys=False))
     return path, trial
 
 
@@ -81,18 +89,25 @@ def _scalar(value: Any) -> bool:
     return isinstance(value, str | int | float | bool) or value is None
 
 
-def export_table(study: optuna.Study, format: str, path: Path | None = None) -> Path:
-    """Every trial of `study` (results.frame) as CSV or Parquet."""
+def export_table(
+    study: optuna.Study, format: str, path: Path | None = None, protected: Iterable[Path] = ()
+) -> Path:
+    """Every trial of `study` (results.frame) as CSV or Parquet; nested cells (allocations,
+    sparsity, lists) as JSON text."""
     if format not in ("csv", "parquet"):
         raise SelectionError(f"--format {format!r} is not one of yaml, csv, parquet")
-    path = path or Path(f"{study.study_name}.{format}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    table = trials_frame(study.get_trials(deepcopy=False))
+    path = check_output_file(path or Path(f"{study.study_name}.{format}"), protected)
+    if format == "parquet" and importlib.util.find_spec("pyarrow") is None:
+        raise SelectionError("--format parquet needs pyarrow: pip install pyarrow")
+    table = flat_cells(trials_frame(study.get_trials(deepcopy=False)))
     if format == "csv":
-        table.to_csv(path, index=False)
-        return path
-    try:
-        table.to_parquet(path, index=False)
-    except ImportError:
-        raise SelectionError("--format parquet needs pyarrow: pip install pyarrow") from None
-    return path
+        return write_atomically(path, lambda temporary: table.to_csv(temporary, index=False))
+    return write_atomically(path, lambda temporary: table.to_parquet(temporary, index=False))
+
+
+def flat_cells(table: pd.DataFrame) -> pd.DataFrame:
+    """`table` with every mapping or list cell as its JSON text (CSV and Parquet hold scalars)."""
+    nested = [c for c in table.columns if table[c].map(lambda v: isinstance(v, dict | list)).any()]
+    as_json = {c: table[c].map(lambda v: json.dumps(v) if isinstance(v, dict | list) else v)
+               for c in nested}  # fmt: skip
+    return table.assign(**as_json)

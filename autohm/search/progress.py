@@ -14,6 +14,7 @@ import pandas as pd
 from optuna.trial import FrozenTrial, TrialState
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from autohm.results import training_steps, trials_frame
 from autohm.search.fidelity import stop_point
@@ -41,9 +42,12 @@ class SearchProgress:
     def header(self, study: optuna.Study, location: Location) -> None:
         done = sum(counts_toward_budget(t) for t in study.get_trials(deepcopy=False))
         self.console.print(
-            f"study [bold]{study.study_name}[/] in {location.shown}: {done}/{self.budget} trials "
-            f"finished; artefacts in {location.artifacts}",
-            highlight=False,
+            Text.assemble(
+                "study ",
+                (study.study_name, "bold"),
+                f" in {location.shown}: {done}/{self.budget} "
+                f"trials finished; artefacts in {location.artifacts}",
+            )  # fmt: skip
         )
 
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
@@ -53,9 +57,11 @@ class SearchProgress:
             self.done_here += counts_toward_budget(trial)
             done = sum(counts_toward_budget(t) for t in trials)
             self.console.print(
-                f"[{done:>{len(str(self.budget))}}/{self.budget}] trial {trial.number:<4} "
-                f"{describe(trial)} | {standing(table)} | ETA {self._eta(done)}",
-                highlight=False,
+                Text.assemble(
+                    f"[{done:>{len(str(self.budget))}}/{self.budget}] trial {trial.number:<4} ",
+                    describe(trial),
+                    f" | {standing(table)} | ETA {self._eta(done)}",
+                )  # fmt: skip
             )
 
     def _eta(self, done: int) -> str:
@@ -63,6 +69,8 @@ class SearchProgress:
             return "?"
         per_trial = (time.monotonic() - self.started) / self.done_here
         remaining = max(self.budget - done, 0) * per_trial
+        if remaining > timedelta.max.total_seconds():
+            return "never"
         return str(timedelta(seconds=round(remaining)))
 
     def summary(self, study: optuna.Study) -> None:
@@ -94,26 +102,25 @@ class SearchProgress:
             self.console.print(stops, highlight=False)
 
 
-def describe(trial: FrozenTrial) -> str:
-    """The trial's outcome in a few words."""
+def describe(trial: FrozenTrial) -> Text:
+    """The trial's outcome in a few words (reasons and values printed as they are)."""
     attrs = trial.user_attrs
     if trial.state.name == "COMPLETE":
         accuracy, flops, params, latency = trial.values
-        flag = "" if attrs.get("feasible", True) else " [yellow]infeasible[/]"
-        return (
+        flag = "" if attrs.get("feasible", True) else " infeasible"
+        return Text.assemble(
             f"acc {accuracy:.4f} flops {flops / 1e6:.3f}M params {params:,.0f} "
-            f"latency {latency:.2f}x{flag}"
-        )
+            f"latency {latency:.2f}x", (flag, "yellow"),
+        )  # fmt: skip
     if trial.state.name == "PRUNED":
-        return (
-            f"[dim]stopped early {stop_point(attrs.get('pruned_at_step'))} "
-            f"(acc {attrs.get('accuracy_at_stop', float('nan')):.4f})[/]"
-        )
+        accuracy = attrs.get("accuracy_at_stop", float("nan"))
+        stopped = f"stopped early {stop_point(attrs.get('pruned_at_step'))} (acc {accuracy:.4f})"
+        return Text(stopped, style="dim")
     if attrs.get("interrupted"):
-        return "[yellow]interrupted[/]"
+        return Text("interrupted", style="yellow")
     if attrs.get("surplus"):
-        return "[dim]not run: budget reached[/]"
-    return f"[red]failed[/]: {attrs.get('fail_reason', 'see the log')}"
+        return Text("not run: budget reached", style="dim")
+    return Text.assemble(("failed", "red"), f": {attrs.get('fail_reason', 'see the log')}")
 
 
 def early_stops(trials: Sequence[FrozenTrial]) -> str | None:

@@ -5,6 +5,7 @@ retries the running trials of dead workers."""
 from __future__ import annotations
 
 import random
+import re
 import time
 import warnings
 from dataclasses import dataclass
@@ -16,6 +17,8 @@ import sqlalchemy
 from autohm.errors import AutohmError
 
 DEFAULT_FILE = "autohm.db"
+DIALECTS = ("sqlite", "postgresql", "postgres", "mysql", "mariadb", "oracle", "mssql")
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*):")
 RETRIES = 2  # how often a trial of a dead worker is retried
 STALE_AFTER = 2  # heartbeats a running trial may miss before its worker counts as dead
 OPEN_ATTEMPTS = 5
@@ -41,14 +44,35 @@ class Location:
 def locate(storage: str | None, out: Path) -> Location:
     """`storage` as a URL (a plain path is a SQLite file, a directory holds autohm.db; none:
     autohm.db in `out`) and its
-    artifact directory: `<file stem>_artifacts/` beside a SQLite file, else `out/artifacts/`."""
+    artifact directory: `<file stem>_artifacts/` beside a SQLite file, else `out/artifacts/`.
+    Text that starts like a database URL must be one: `postgres:/db` is refused, not taken for
+    a file name."""
     url = storage or str(out / DEFAULT_FILE)
-    if "://" not in url:
+    scheme = _SCHEME.match(url)
+    if "://" in url or (scheme and scheme.group(1).split("+")[0].lower() in DIALECTS):
+        _check_url(url)
+    else:
         path = Path(url).expanduser()
         url = f"sqlite:///{(path / DEFAULT_FILE if path.is_dir() else path).resolve()}"
     file = sqlite_file(url)
     artifacts = file.with_name(f"{file.stem}_artifacts") if file else out / "artifacts"
     return Location(url, artifacts.resolve())
+
+
+def _check_url(url: str) -> None:
+    """A StorageError unless `url` parses as scheme://... with a known database scheme."""
+    try:
+        parsed = sqlalchemy.engine.make_url(url)
+    except (sqlalchemy.exc.ArgumentError, ValueError):
+        parsed = None
+    scheme = _SCHEME.match(url)
+    if parsed is None or scheme is None or not url.startswith(f"{scheme.group(1)}://"):
+        raise StorageError(
+            f"--storage {url!r} is not a database URL (e.g. sqlite:///path/autohm.db, "
+            "postgresql://user@host/db) nor a file path"
+        )
+    if parsed.get_backend_name() == "sqlite" and parsed.query:
+        raise StorageError(f"--storage {url!r}: a sqlite:/// URL takes no ?options")
 
 
 def sqlite_file(url: str) -> Path | None:
@@ -142,6 +166,14 @@ def study_name(storage: optuna.storages.BaseStorage, location: Location, name: s
     listed = ", ".join(names) or "none"
     asked = "no --study given" if name is None else f"no study {name!r}"
     raise StorageError(f"{location.shown}: {asked}; studies there: {listed}")
+
+
+def own_files(study: optuna.Study, storage: str | None, out: Path = Path(".")) -> list[Path]:
+    """What no output may overwrite: the study's SQLite file and its artifact directories."""
+    location = locate(storage, out)
+    file = sqlite_file(location.url)
+    recorded = study.user_attrs.get("artifacts")
+    return [location.artifacts] + ([file] if file else []) + ([Path(recorded)] if recorded else [])
 
 
 def existing_study(storage: str | None, name: str | None, out: Path = Path(".")) -> optuna.Study:

@@ -38,6 +38,7 @@ from autohm.tasks import parse_task_spec
 from autohm.trial import Workload, run_trial
 
 SAMPLERS = ("tpe", "nsga2", "gp", "random")
+SEEDS = 2**32  # numpy's seeds, which the samplers use
 IDENTITY = ("task", "model", "space_parameters", "latency_shape")  # a resumed study agrees
 
 
@@ -84,6 +85,8 @@ class SearchSettings:
         if self.n_jobs < 1:
             raise AutohmError(f"--n-jobs must be at least 1, got {self.n_jobs}")
         check_options(self.latency_batch, self.latency_seq_len)
+        if self.seed is not None and not 0 <= self.seed < SEEDS:
+            raise AutohmError(f"--seed must be in [0, 2**32), got {self.seed}")
         limits = {
             "params": self.max_params,
             "latency": self.max_latency,
@@ -134,7 +137,8 @@ def open_study(settings: SearchSettings) -> tuple[optuna.Study, Location]:
     if settings.baselines:
         _enqueue_baselines(study, settings.space)
     # a resumed run or a later worker continues with another seed, not the same proposals
-    seed = None if settings.seed is None else settings.seed + len(study.get_trials(deepcopy=False))
+    trials = len(study.get_trials(deepcopy=False))
+    seed = None if settings.seed is None else (settings.seed + trials) % SEEDS
     study.sampler = make_sampler(settings.sampler, seed, settings.budget)
     return study, location
 
@@ -205,31 +209,45 @@ def _stop_at_budget(budget: int) -> Callable[[optuna.Study, optuna.trial.FrozenT
     return callback
 
 
+class Terminated(KeyboardInterrupt):
+    """The search was stopped by SIGTERM (a scheduler, `kill`): handled like Ctrl-C."""
+
+
 @contextmanager
 def _interruptible(study: optuna.Study, objective: Objective) -> Iterator[None]:
-    """The first Ctrl-C stops the search cleanly: no new trial starts, a trial running in the
-    main thread is interrupted at once, trials in worker threads at their next fidelity step,
-    each marked `interrupted`; then KeyboardInterrupt. A second Ctrl-C acts as usual."""
+    """The first Ctrl-C or SIGTERM stops the search cleanly: no new trial starts, a trial
+    running in the main thread is interrupted at once, trials in worker threads at their next
+    fidelity step, each marked `interrupted`; then KeyboardInterrupt (Terminated for SIGTERM).
+    A second signal acts as usual."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.getsignal(signal.SIGINT)
+    signals = (signal.SIGINT, signal.SIGTERM)
+    previous = {number: signal.getsignal(number) for number in signals}
+    received: list[int] = []
+
+    def stopped() -> KeyboardInterrupt:
+        return Terminated() if received[0] == signal.SIGTERM else KeyboardInterrupt()
 
     def handler(signum: int, frame: Any) -> None:
+        received.append(signum)
         objective.stop.set()
         with contextlib.suppress(RuntimeError):  # only possible in the optimize loop's thread
             study.stop()
-        signal.signal(signal.SIGINT, previous)
+        for number in signals:
+            signal.signal(number, previous[number])
         if objective.main_busy:
-            raise KeyboardInterrupt
+            raise stopped()
 
-    signal.signal(signal.SIGINT, handler)
+    for number in signals:
+        signal.signal(number, handler)
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
-    if objective.stop.is_set():
-        raise KeyboardInterrupt
+        for number in signals:
+            signal.signal(number, previous[number])
+    if received:
+        raise stopped()
 
 
 def _check_same_search(

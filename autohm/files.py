@@ -1,0 +1,79 @@
+"""Writing outputs safely. Every file autohm writes goes to a temporary file beside it and is
+renamed into place, so that a failure (a full disk, Ctrl-C, a bug) never leaves a truncated
+file behind, and an output path is checked before any work: a directory where a file is asked
+for, a file where a directory is asked for, a place that cannot be written, or a study's own
+storage and artefacts are refused with one clear error."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from autohm.errors import AutohmError
+
+
+def _writable_directory(directory: Path, what: str) -> None:
+    """An AutohmError unless `directory` is, or can be created as, a writable directory
+    (nothing is created here: a command that fails later leaves no trace)."""
+    existing = directory
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise AutohmError(f"{what} {directory}: {existing} is a file, not a directory")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise AutohmError(f"{what} {directory}: {existing} is not writable")
+
+
+def check_output_dir(directory: str | Path, what: str = "--out") -> Path:
+    """A directory outputs can be written to (existing or not yet created)."""
+    directory = Path(directory).expanduser()
+    _writable_directory(directory, what)
+    return directory
+
+
+def check_output_file(
+    path: str | Path, protected: Iterable[Path] = (), what: str = "--out"
+) -> Path:
+    """A file path that can be written: not a directory, its directory writable (or creatable),
+    and neither one of the `protected` files nor inside a protected directory."""
+    path = Path(path).expanduser()
+    if path.is_dir():
+        raise AutohmError(f"{what} {path} is a directory; give a file name")
+    resolved = path.resolve()
+    for guarded in protected:
+        guarded = Path(guarded).resolve()
+        if resolved == guarded or guarded in resolved.parents:
+            raise AutohmError(f"{what} {path} would overwrite the study's own {guarded.name}")
+    _writable_directory(path.parent, f"{what} {path}: the directory")
+    return path
+
+
+def write_atomically(path: str | Path, write: Callable[[Path], object]) -> Path:
+    """Call write(temporary) on a temporary file beside `path`, then rename it to `path` (its
+    directory is created when missing)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.part")  # usual permissions
+    try:
+        write(temporary)
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_text(path: str | Path, text: str) -> Path:
+    """`text` written to `path` through a temporary file."""
+    return write_atomically(path, lambda temporary: temporary.write_text(text))
+
+
+def write_tensors(path: str | Path, tensors: dict, metadata: dict[str, str] | None = None) -> Path:
+    """A safetensors file of `tensors` (metadata: format "pt" and `metadata`) written through a
+    temporary file."""
+    from safetensors.torch import save_file
+
+    header = {"format": "pt", **(metadata or {})}
+    return write_atomically(path, lambda temporary: save_file(tensors, str(temporary), header))
