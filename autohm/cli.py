@@ -365,11 +365,13 @@ def search(
     )  # fmt: skip
     check_output_dir(settings.out)
     length = f"{settings.latency_seq_len} tokens" if settings.latency_seq_len else "task length"
-    console.print(f"latency: the compact model timed beside the dense base model on "
-                  f"{settings.latency_batch} sequences of {length}", highlight=False)  # fmt: skip
-    progress = SearchProgress(console, budget, n_jobs)
+    shape = f"{settings.latency_batch} sequences of {length}"
+    progress = SearchProgress(console, budget, n_jobs, shape)
     try:
         result = run_search(settings, callbacks=[progress], on_start=progress.header)
+    except optuna.exceptions.StorageInternalError as error:
+        cause = " ".join(str(error.__cause__ or error).split())[:200]
+        raise AutohmError(f"storage {settings.storage or settings.out}: {cause}") from None
     except KeyboardInterrupt as stop:
         console.print("interrupted: completed trials are stored; rerun the command to resume")
         raise typer.Exit(143 if isinstance(stop, Terminated) else 130) from None
@@ -446,7 +448,7 @@ def ablate(
         from autohm.search.export import picked_config
         from autohm.search.storage import existing_study
 
-        opened = existing_study(storage, study)
+        opened = existing_study(storage, study, writable=True)  # the report is stored in it
         chosen, trial = picked_config(opened, pick)
         console.print(f"ablating around trial {trial.number} of {opened.study_name}")
     workload = _workload(task, model, latency_batch, latency_seq_len)
@@ -477,8 +479,9 @@ def serve(
 
     storage = storage or os.environ.get("AUTOHM_STORAGE")
     names = study_names(storage)  # a missing storage or study is an error here, not in the page
-    if study is not None and study not in names:
-        raise AutohmError(f"no study {study!r} in the storage; studies there: "
+    if not names or (study is not None and study not in names):
+        asked = f"no autohm study {study!r}" if study else "no autohm study"
+        raise AutohmError(f"{asked} in the storage; autohm studies there: "
                           f"{', '.join(names) or 'none'}")  # fmt: skip
     if baselines is not None:
         read_baselines(baselines)  # a missing or malformed file is an error here too

@@ -167,9 +167,13 @@ class Ablation:
 
 
 def study_names(storage: str | None) -> list[str]:
-    """Every study in `storage` (a URL, a SQLite file or a directory holding autohm.db)."""
+    """Every autohm study in `storage` (a URL, a SQLite file or a directory holding
+    autohm.db); studies with other objectives are left out."""
+    opened = open_storage(locate(storage, Path(".")), must_exist=True)
     return sorted(
-        optuna.get_all_study_names(open_storage(locate(storage, Path(".")), must_exist=True))
+        study.study_name
+        for study in optuna.study.get_all_study_summaries(opened, include_best_trial=False)
+        if [d.name.lower() for d in study.directions] == list(DIRECTIONS)
     )
 
 

@@ -33,8 +33,11 @@ SUMMARY_CONFIG = {
 class SearchProgress:
     """Optuna trial callback that prints one line per trial; also the header and the summary."""
 
-    def __init__(self, console: Console, budget: int, n_jobs: int = 1) -> None:
-        self.console, self.budget, self.n_jobs = console, budget, n_jobs
+    def __init__(
+        self, console: Console, budget: int, n_jobs: int = 1, shape: str | None = None
+    ) -> None:
+        """`shape`: the deployment shape latency is timed at, in words (for the header)."""
+        self.console, self.budget, self.n_jobs, self.shape = console, budget, n_jobs, shape
         self.started = time.monotonic()
         self.done_here = 0
         self.lock = threading.Lock()
@@ -49,6 +52,9 @@ class SearchProgress:
                 f"trials finished; artefacts in {location.artifacts}",
             )  # fmt: skip
         )
+        if self.shape:
+            self.console.print(f"latency: the compact model timed beside the dense base model "
+                               f"on {self.shape}")  # fmt: skip
 
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
         trials = study.get_trials(deepcopy=False)

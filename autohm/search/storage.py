@@ -4,6 +4,7 @@ retries the running trials of dead workers."""
 
 from __future__ import annotations
 
+import os
 import random
 import re
 import time
@@ -15,6 +16,7 @@ import optuna
 import sqlalchemy
 
 from autohm.errors import AutohmError
+from autohm.search.objectives import DIRECTIONS
 
 DEFAULT_FILE = "autohm.db"
 DIALECTS = ("sqlite", "postgresql", "postgres", "mysql", "mariadb", "oracle", "mssql")
@@ -93,6 +95,8 @@ def open_storage(
         if must_exist and not file.is_file():
             raise StorageError(f"no study storage at {file} (run autohm search first, or pass "
                                "--storage)")  # fmt: skip
+        if not must_exist:
+            _check_writable(file)
         file.parent.mkdir(parents=True, exist_ok=True)
     engine = {"connect_args": {"timeout": 60}} if file else {"pool_pre_ping": True}
     for _ in range(OPEN_ATTEMPTS):
@@ -117,6 +121,21 @@ def open_storage(
             detail = " ".join(str(error).split("\n")[0].split())
             raise StorageError(f"cannot open storage {location.shown}: {detail}") from None
     raise StorageError(f"cannot open storage {location.shown}: tables could not be created")
+
+
+def _check_writable(file: Path) -> None:
+    """A StorageError unless a search can write the SQLite file (and its journal beside it)."""
+    if file.is_dir():
+        raise StorageError(f"storage {file} is a directory, not a SQLite file")
+    directory = file.parent
+    while not directory.exists() and directory != directory.parent:
+        directory = directory.parent
+    if file.exists() and not os.access(file, os.W_OK):
+        raise StorageError(f"storage {file} is read-only: a search must write to it")
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise StorageError(
+            f"storage {file}: {directory} is read-only (SQLite writes its journal there)"
+        )
 
 
 def _lost_creation_race(error: Exception) -> bool:
@@ -176,8 +195,21 @@ def own_files(study: optuna.Study, storage: str | None, out: Path = Path(".")) -
     return [location.artifacts] + ([file] if file else []) + ([Path(recorded)] if recorded else [])
 
 
-def existing_study(storage: str | None, name: str | None, out: Path = Path(".")) -> optuna.Study:
-    """An existing study for reading (export, the app): the storage must already exist."""
+def existing_study(
+    storage: str | None, name: str | None, out: Path = Path("."), writable: bool = False
+) -> optuna.Study:
+    """An existing study for reading (export, the app): the storage must already exist; with
+    `writable`, a SQLite storage must also be writable (checked before any work)."""
     location = locate(storage, out)
     opened = open_storage(location, must_exist=True)
-    return optuna.load_study(study_name=study_name(opened, location, name), storage=opened)
+    file = sqlite_file(location.url)
+    if writable and file is not None:
+        _check_writable(file)
+    study = optuna.load_study(study_name=study_name(opened, location, name), storage=opened)
+    directions = [d.name.lower() for d in study.directions]
+    if directions != list(DIRECTIONS):
+        raise StorageError(
+            f"study {study.study_name!r} in {location.shown} is not an autohm search (its "
+            f"objectives: {', '.join(directions)}); autohm reads studies autohm search made"
+        )
+    return study
