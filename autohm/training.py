@@ -9,9 +9,12 @@ import torch
 from torch import nn
 from torch.utils.data import TensorDataset
 
+from autohm.errors import AutohmError
 
-class TrialFailed(RuntimeError):
-    """Training went wrong in a way the search records as a failed trial (the message says why)."""
+
+class TrialFailed(AutohmError):
+    """Training went wrong in a way the search records as a failed trial (the message says why);
+    `autohm train` prints it as one error line."""
 
 
 def batches(

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError, safe_open
+from safetensors import safe_open
 from safetensors.torch import load_file
 
 from autohm.errors import CheckpointError
@@ -216,23 +216,48 @@ def read_config(directory: Path) -> MambaConfig:
 
 
 def _load_weight_file(file: Path) -> dict[str, torch.Tensor]:
+    """The tensors of one weight file, all floating point."""
     try:
         if file.suffix == ".safetensors":
-            return load_file(str(file), device="cpu")
-        state = torch.load(file, map_location="cpu", weights_only=True)
-    except (SafetensorError, OSError, RuntimeError, ValueError, EOFError) as error:
-        raise _fail(file, f"cannot read weights: {error}") from None
+            state = load_file(str(file), device="cpu")
+        else:
+            with file.open("rb") as handle:
+                start = handle.read(4)
+            if not start.startswith((b"PK\x03\x04", b"\x80")):  # torch's zip, or a pickle
+                raise _fail(file, f"not a PyTorch weight file (it starts with {start!r})")
+            state = torch.load(file, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
         found = re.search(r"Unsupported global: GLOBAL (\S+)", str(error))
-        what = f"the global {found.group(1)!r}" if found else "an object that is not a tensor"
+        if found is None:
+            raise _fail(file, f"not a PyTorch weight file ({error})") from None
         raise _fail(
             file,
-            f"cannot read weights safely: it refers to {what}, and autohm loads "
-            "only tensors (torch.load with weights_only=True)",
+            f"cannot read weights safely: it refers to the global {found.group(1)!r}, and "
+            "autohm loads only tensors (torch.load with weights_only=True)",
         ) from None
+    except CheckpointError:
+        raise
+    except Exception as error:  # a file that is not what its name says fails in many ways
+        raise _fail(file, f"cannot read weights: {type(error).__name__}: {error}") from None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise _fail(file, "expected a flat mapping of parameter names to tensors")
+    for key, tensor in state.items():
+        if not tensor.is_floating_point():
+            raise _fail(file, f"tensor {key!r} is {tensor.dtype}; weights must be floating point")
     return state
+
+
+def _inside(directory: Path, name: str, file: Path) -> Path:
+    """directory / name, refused when it leads out of the checkpoint directory (a path with
+    '..', an absolute one, or a symlink out; a Hub snapshot's links into its own repository
+    folder are fine)."""
+    path = directory / name
+    root = directory.resolve()
+    if root.parent.name == "snapshots":  # huggingface_hub: snapshots/<rev>/ links to ../../blobs
+        root = root.parent.parent
+    if root != path.resolve() and root not in path.resolve().parents:
+        raise _fail(file, f"{name!r} lies outside the checkpoint directory")
+    return path
 
 
 def read_weights(directory: Path) -> tuple[dict[str, torch.Tensor], Path]:
@@ -240,7 +265,7 @@ def read_weights(directory: Path) -> tuple[dict[str, torch.Tensor], Path]:
     for name in WEIGHT_FILES:
         single, index = directory / name, directory / f"{name}.index.json"
         if single.is_file():
-            return _load_weight_file(single), single
+            return _load_weight_file(_inside(directory, name, single)), single
         if index.is_file():
             try:
                 shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
@@ -248,7 +273,9 @@ def read_weights(directory: Path) -> tuple[dict[str, torch.Tensor], Path]:
                 raise _fail(index, f"not a valid weight index: {error!r}") from None
             state: dict[str, torch.Tensor] = {}
             for shard in shards:
-                state.update(_load_weight_file(directory / shard))
+                if not isinstance(shard, str):
+                    raise _fail(index, f"shard {shard!r} is not a file name")
+                state.update(_load_weight_file(_inside(directory, shard, index)))
             return state, index
     raise _fail(directory, f"no weights: expected one of {', '.join(WEIGHT_FILES)}")
 
@@ -267,7 +294,9 @@ def normalise_keys(state: dict[str, torch.Tensor], tied: bool) -> dict[str, torc
 
 
 def load_weights_into(model: torch.nn.Module, state: dict[str, torch.Tensor], file: Path) -> None:
-    """Strictly copy `state` into `model`: every key present, none extra, every shape equal."""
+    """Strictly put `state` into `model`: every key present, none extra, every shape equal,
+    checked before anything is allocated (the model may live on the meta device); the tensors
+    take the model's dtypes."""
     expected = model.state_dict()
     if getattr(getattr(model, "config", None), "tie_embeddings", False):
         expected.pop("lm_head.weight", None)
@@ -284,7 +313,8 @@ def load_weights_into(model: torch.nn.Module, state: dict[str, torch.Tensor], fi
                 f"tensor {key!r} has shape {tuple(state[key].shape)}, but "
                 f"config.json implies {tuple(tensor.shape)}",
             )
-    model.load_state_dict(state, strict=False)
+    converted = {key: state[key].to(tensor.dtype) for key, tensor in expected.items()}
+    model.load_state_dict(converted, strict=False, assign=True)
 
 
 def save_checkpoint(model: torch.nn.Module, directory: str | Path) -> Path:

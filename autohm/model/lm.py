@@ -32,14 +32,20 @@ class MambaLM(nn.Module):
 
     @classmethod
     def from_pretrained(cls, path: str | Path) -> MambaLM:
-        """Load a local directory (state-spaces or transformers format) or a Hub id."""
+        """Load a local directory (state-spaces or transformers format) or a Hub id, in float32.
+        The model is built on the meta device and takes the checkpoint's tensors once their
+        names and shapes agree with config.json: nothing is allocated for a config that the
+        weights do not match."""
         directory = checkpoint.resolve_checkpoint(path)
         config = checkpoint.read_config(directory)
         state, file = checkpoint.read_weights(directory)
-        model = cls(config)
+        with torch.device("meta"):
+            model = cls(config)
         checkpoint.load_weights_into(
             model, checkpoint.normalise_keys(state, config.tie_embeddings), file
         )
+        if config.tie_embeddings:
+            model.lm_head.weight = model.backbone.embedding.weight
         return model
 
     def save_pretrained(self, path: str | Path) -> Path:
