@@ -10,16 +10,27 @@ round-trips through YAML. Unknown keys and out-of-range values are rejected with
 
 from __future__ import annotations
 
+import typing
 from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic.fields import FieldInfo
 
 from autohm.errors import AutohmError
 from autohm.files import write_text
 from autohm.masking.sites import SITES
 from autohm.scan_order import METHODS, SOURCES
+from autohm.yaml_text import load_yaml
 
 PEFT_TARGETS = ("in_proj", "x_proj", "dt_proj", "out_proj")
 
@@ -29,9 +40,17 @@ class ConfigError(AutohmError):
 
 
 class Section(BaseModel):
-    """Strict: unknown keys are errors, values are checked on assignment too."""
+    """Strict: unknown keys are errors, values are checked on assignment too, and true/false
+    are not numbers (pydantic would take `steps: true` for 1)."""
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _booleans_only_where_asked(cls, value: object, info: ValidationInfo) -> object:
+        if isinstance(value, bool) and bool not in _members(cls.model_fields[info.field_name]):
+            raise ValueError(f"{str(value).lower()} is not a number or a name")
+        return value
 
 
 class ScanOrderConfig(Section):
@@ -161,10 +180,7 @@ class TrialConfig(Section):
         path = Path(path)
         if not path.is_file():
             raise ConfigError(f"config file not found: {path}")
-        try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as error:
-            raise ConfigError(f"{path}: not valid YAML ({error})") from None
+        data = load_yaml(path.read_text(), str(path), ConfigError) or {}
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: expected a mapping at the top level")
         return cls.from_dict(data.get("config", data), source=str(path))
@@ -181,6 +197,12 @@ class TrialConfig(Section):
 
     def save(self, path: str | Path) -> None:
         write_text(path, self.to_yaml())
+
+
+def _members(field: FieldInfo) -> set:
+    """The types a field accepts, unions unpacked."""
+    annotation = field.annotation
+    return set(typing.get_args(annotation)) | {annotation}
 
 
 def _one_of(value: str, allowed: tuple[str, ...]) -> str:

@@ -32,7 +32,7 @@ from autohm.search.storage import existing_study, locate, open_storage
 RAW_METRICS = ("allocation", "sparsity", "task")  # kept whole: one entry per layer and module
 ATTRIBUTES = (
     "hypervolume", "baseline", "warm_start", "fail_reason", "pruned_at_step", "accuracy_at_stop",
-    "interrupted", "surplus", "orphaned", "worker", "fidelity", "artifacts",
+    "interrupted", "surplus", "orphaned", "lost", "worker", "fidelity", "artifacts",
 )  # fmt: skip
 
 

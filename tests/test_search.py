@@ -536,8 +536,10 @@ def test_a_killed_worker_loses_no_trial_and_its_running_trial_is_retried(tmp_pat
                        runner=FakeRunner())  # fmt: skip
     trials = study.trials
     assert trials[0].state == TrialState.COMPLETE and trials[1].state == TrialState.FAIL
+    assert trials[1].user_attrs["lost"] == "its worker stopped sending heartbeats"
     retried = [t for t in trials if t.system_attrs.get("failed_trial") == 1]
     assert len(retried) == 1 and retried[0].state == TrialState.COMPLETE
+    assert "lost" not in retried[0].user_attrs
     assert retried[0].params == trials[1].params and finished(study) == 3
 
 

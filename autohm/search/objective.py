@@ -26,7 +26,7 @@ from autohm.results import anchor_metrics, feasible
 from autohm.search.fidelity import KNOWN_COSTS, EarlyStop, Progress
 from autohm.search.objectives import OBJECTIVES, normalised_hypervolume
 from autohm.search.space import SearchSpace, suggest
-from autohm.search.storage import STALE_AFTER
+from autohm.search.storage import LOST, STALE_AFTER
 from autohm.trial import TrialFailed, TrialPruned
 
 WORKER = "worker"  # trial user attribute, the first thing a trial records (its heartbeat runs)
@@ -72,6 +72,17 @@ def fail_orphans(study: optuna.Study, trials: Sequence[FrozenTrial]) -> set[int]
             if "fixed_params" in t.system_attrs:
                 study.enqueue_trial(t.system_attrs["fixed_params"], user_attrs=t.user_attrs)
     return failed
+
+
+def mark_lost(study: optuna.Study) -> None:
+    """Say why, on the running trials whose worker stopped sending heartbeats, before Optuna's
+    stale check (at the start of every trial) fails and retries them without a word."""
+    storage = study._storage  # Optuna has no public way to see or tag another worker's trial
+    if not getattr(storage, "get_heartbeat_interval", lambda: None)():
+        return
+    for trial_id in storage._get_stale_trial_ids(study._study_id):
+        with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
+            storage.set_trial_user_attr(trial_id, LOST, "its worker stopped sending heartbeats")
 
 
 @dataclass

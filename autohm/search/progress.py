@@ -126,7 +126,8 @@ def describe(trial: FrozenTrial) -> Text:
         return Text("interrupted", style="yellow")
     if attrs.get("surplus"):
         return Text("not run: budget reached", style="dim")
-    return Text.assemble(("failed", "red"), f": {attrs.get('fail_reason', 'see the log')}")
+    reason = attrs.get("fail_reason") or attrs.get("lost") or "see the log"
+    return Text.assemble(("failed", "red"), f": {reason}")
 
 
 def early_stops(trials: Sequence[FrozenTrial]) -> str | None:

@@ -36,12 +36,12 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-import yaml
 from pydantic import BaseModel, ValidationError
 
 from autohm.config import TrialConfig
 from autohm.errors import AutohmError
 from autohm.search.fidelity import RULES as PRUNE_RULES
+from autohm.yaml_text import load_yaml
 
 BUILT_IN_PACKAGE = "autohm.search_spaces"
 SECTIONS = ("description", "settings", "parameters", "baselines")
@@ -195,10 +195,7 @@ def load_space(spec: str | Path) -> SearchSpace:
 
 def parse_space(text: str, name: str, source: str) -> SearchSpace:
     """Validate the YAML text of a space; errors read `source: key: problem`."""
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        raise SearchSpaceError(f"{source}: not valid YAML ({_one_line(error)})") from None
+    data = load_yaml(text, source, SearchSpaceError)
     if not isinstance(data, dict):
         raise SearchSpaceError(f"{source}: expected a mapping with keys {', '.join(SECTIONS)}")
     _check(source, "(top level)", not (set(data) - set(SECTIONS)), _unknown(data, SECTIONS))
@@ -208,7 +205,7 @@ def parse_space(text: str, name: str, source: str) -> SearchSpace:
     settings = _settings(source, data.get("settings") or {})
     parameters: list[Parameter] = []
     for key, entry in (data.get("parameters") or {}).items():
-        parameters.append(_parameter(source, str(key), entry, [p.key for p in parameters]))
+        parameters.append(_parameter(source, str(key), entry, parameters))
     baselines = _baselines(source, data.get("baselines") or {})
     return SearchSpace(name, source, description, settings, tuple(parameters), baselines, data)
 
@@ -230,7 +227,7 @@ def _settings(source: str, settings: Any) -> dict[str, Any]:
     return dict(settings)
 
 
-def _parameter(source: str, key: str, entry: Any, earlier: list[str]) -> Parameter:
+def _parameter(source: str, key: str, entry: Any, earlier: list[Parameter]) -> Parameter:
     where = f"parameters.{key}"
     members = _field_types(source, where, key)
     takes_mapping = any(typing.get_origin(m) is dict or _is_section(m) for m in members)
@@ -275,16 +272,27 @@ def _range(
     return Parameter(key, low=low, high=high, log=bool(log), step=step, integer=integer, when=when)
 
 
-def _conditions(source: str, where: str, when: Any, earlier: list[str]) -> dict[str, tuple]:
+def _conditions(source: str, where: str, when: Any, earlier: list[Parameter]) -> dict[str, tuple]:
+    """The `when` mapping, checked: keys listed above, values that key can take (a condition
+    no trial can meet would silently never search the parameter)."""
     _check(source, f"{where}.when", isinstance(when, dict), "needs a mapping of key: value(s)")
+    above = {parameter.key: parameter for parameter in earlier}
     conditions = {}
     for other, allowed in when.items():
         _field_types(source, f"{where}.when", str(other))
         _check(
-            source, f"{where}.when", other in earlier,
+            source, f"{where}.when", other in above,
             f"{other!r} must be a parameter listed above this one",
         )  # fmt: skip
-        conditions[str(other)] = tuple(allowed) if isinstance(allowed, list) else (allowed,)
+        values = tuple(allowed) if isinstance(allowed, list) else (allowed,)
+        possible = above[other].choices or ((above[other].value,) if above[other].fixed else ())
+        for value in values:
+            _check(
+                source, f"{where}.when.{other}", not possible or value in possible,
+                f"{value!r} is not a value {other} takes here "
+                f"({', '.join(repr(p) for p in possible)})",
+            )  # fmt: skip
+        conditions[str(other)] = values
     return conditions
 
 
@@ -349,10 +357,6 @@ def _check(source: str, where: str, ok: bool, message: str) -> None:
 def _unknown(mapping: dict, known: tuple[str, ...]) -> str:
     extra = ", ".join(repr(k) for k in mapping if k not in known)
     return f"unknown key {extra} (known: {', '.join(known)})"
-
-
-def _one_line(error: Exception) -> str:
-    return " ".join(str(error).split())
 
 
 def _encode(choice: Any) -> Any:

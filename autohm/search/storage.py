@@ -4,6 +4,7 @@ retries the running trials of dead workers."""
 
 from __future__ import annotations
 
+import copy
 import os
 import random
 import re
@@ -23,6 +24,7 @@ DIALECTS = ("sqlite", "postgresql", "postgres", "mysql", "mariadb", "oracle", "m
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*):")
 RETRIES = 2  # how often a trial of a dead worker is retried
 STALE_AFTER = 2  # heartbeats a running trial may miss before its worker counts as dead
+LOST = "lost"  # trial user attribute: why the heartbeat check failed the trial (mark_lost)
 OPEN_ATTEMPTS = 5
 
 
@@ -168,10 +170,17 @@ def _heartbeat(seconds: int | None) -> dict:
     if not seconds:
         return {}
     retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=RETRIES)
+
+    def retry_afresh(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        """The retry starts without the failed trial's `lost` reason (see mark_lost)."""
+        trial = copy.deepcopy(trial)
+        trial.user_attrs = {k: v for k, v in trial.user_attrs.items() if k != LOST}
+        retry(study, trial)
+
     return dict(
         heartbeat_interval=seconds,
         grace_period=STALE_AFTER * seconds,
-        heartbeat_stale_trial_callback=retry,
+        heartbeat_stale_trial_callback=retry_afresh,
     )
 
 

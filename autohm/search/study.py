@@ -30,7 +30,7 @@ from autohm import __version__
 from autohm.errors import AutohmError
 from autohm.measure import DEFAULT_BATCH, check_options
 from autohm.search.fidelity import RULES, EarlyStop
-from autohm.search.objective import Objective, TrialFailure, counts_toward_budget
+from autohm.search.objective import Objective, TrialFailure, counts_toward_budget, mark_lost
 from autohm.search.objectives import DIRECTIONS, OBJECTIVES, OLD_OBJECTIVES
 from autohm.search.space import SearchSpace
 from autohm.search.storage import Location, locate, open_storage
@@ -180,6 +180,7 @@ def run_search(
         latency_seq_len=settings.latency_seq_len,
     )
     study, location = open_study(settings)
+    mark_lost(study)
     if on_start is not None:
         on_start(study, location)
     if finished(study) >= settings.budget:
@@ -203,6 +204,7 @@ def _stop_at_budget(budget: int) -> Callable[[optuna.Study, optuna.trial.FrozenT
     """Optuna's MaxTrialsCallback with autohm's notion of a finished trial."""
 
     def callback(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        mark_lost(study)  # before the next trial's stale check fails them
         if finished(study) >= budget:
             study.stop()
 
