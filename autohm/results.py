@@ -42,8 +42,10 @@ def frame(study: optuna.Study) -> pd.DataFrame:
 
 
 def trials_frame(trials: Sequence[FrozenTrial]) -> pd.DataFrame:
-    """Rows for `trials`, with the Pareto flag computed over the completed feasible ones."""
-    rows = [_row(trial) for trial in trials]
+    """Rows for `trials`, with the Pareto flag computed over the completed feasible ones.
+    Surplus trials (created by a worker after others had filled the budget, never run) are
+    left out: they say nothing about the search."""
+    rows = [_row(trial) for trial in trials if not trial.user_attrs.get("surplus")]
     table = pd.DataFrame(rows, columns=_columns(rows))
     if table.empty:
         return table

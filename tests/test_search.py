@@ -348,6 +348,7 @@ def test_parallel_threads_stop_at_the_budget_and_never_share_a_trial(tmp_path):
     study = run_search(settings, workload=object(), runner=SlowRunner())
     assert finished(study) == 7
     assert all(t.user_attrs.get("surplus") for t in study.trials if t.state == TrialState.FAIL)
+    assert len(results.frame(study)) == 7  # surplus trials never ran: no table shows them
     starts = [t.user_attrs.get("warm_start") or t.user_attrs.get("baseline") for t in study.trials]
     assert starts[:4] == ["default", "lora", "ia3", "head"]
 

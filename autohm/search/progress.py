@@ -57,6 +57,8 @@ class SearchProgress:
                                f"on {self.shape}")  # fmt: skip
 
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        if trial.user_attrs.get("surplus"):
+            return  # never run: the budget was full
         trials = study.get_trials(deepcopy=False)
         table = trials_frame(trials)
         with self.lock:
@@ -124,8 +126,6 @@ def describe(trial: FrozenTrial) -> Text:
         return Text(stopped, style="dim")
     if attrs.get("interrupted"):
         return Text("interrupted", style="yellow")
-    if attrs.get("surplus"):
-        return Text("not run: budget reached", style="dim")
     reason = attrs.get("fail_reason") or attrs.get("lost") or "see the log"
     return Text.assemble(("failed", "red"), f": {reason}")
 
