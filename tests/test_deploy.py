@@ -16,7 +16,7 @@ from autohm.deploy import compact, describe, plan_layer
 from autohm.errors import AutohmError
 from autohm.masking import attach_masks, mask_modules
 from autohm.masking.masks import mixers
-from autohm.measure import analytic_flops, count_flops
+from autohm.measure import analytic_flops, count_flops, deployed_flops
 from autohm.model import MambaClassifier, MambaLM
 from autohm.peft import Allocation, apply_allocation
 from autohm.runs import train_and_save
@@ -217,8 +217,9 @@ def test_a_layer_without_channels_contributes_nothing_and_still_decodes():
     assert_same(small(ids, mask), model(ids, mask), torch.float64)
     prompt = ids[:, :5]
     assert torch.equal(small.generate(prompt, 4), model.generate(prompt, 4))
-    count = count_flops(small, seq_len=8)
+    count, sparse = deployed_flops(small, seq_len=8)
     assert not any(k.startswith("backbone.layers.0.mixer") for k in count.by_module)
+    assert not any(k.startswith("backbone.layers.0.mixer") for k in sparse.by_module)
 
 
 @torch.no_grad()

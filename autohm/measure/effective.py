@@ -28,7 +28,7 @@ def mixer_flops(mixer: MambaMixer, batch: int, seq_len: int) -> dict[str, int]:
     alive = alive.cpu()
     in_w, x_w = mixer.in_proj.weight.detach(), mixer.x_proj.weight.detach()
     needed = alive | x_w.ne(0).any(dim=0).cpu()  # channels whose scan input u is still read
-    conv_taps = mixer.conv1d.weight.detach().ne(0).reshape(d, -1).sum(1).cpu()
+    conv_taps = mixer.conv1d.weight.detach().ne(0).flatten(1).sum(1).cpu()
     kernel = mixer.d_conv
     return {
         "in_proj": tokens
