@@ -480,7 +480,7 @@ def serve(
     storage = storage or os.environ.get("AUTOHM_STORAGE")
     names = study_names(storage)  # a missing storage or study is an error here, not in the page
     if not names or (study is not None and study not in names):
-        asked = f"no autohm study {study!r}" if study else "no autohm study"
+        asked = f"no study {study!r}" if study else "no autohm study"
         raise AutohmError(f"{asked} in the storage; autohm studies there: "
                           f"{', '.join(names) or 'none'}")  # fmt: skip
     if baselines is not None:

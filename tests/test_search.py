@@ -38,7 +38,7 @@ from autohm.search.progress import early_stops
 from autohm.search.selection import SelectionError, pick
 from autohm.search.space import SearchSpaceError, built_in_spaces, load_space, suggest
 from autohm.search.storage import StorageError, existing_study
-from autohm.search.study import SearchSettings, finished, open_study, run_search
+from autohm.search.study import SearchSettings, Terminated, finished, open_study, run_search
 
 TESTS = Path(__file__).resolve().parent
 ROOT = TESTS.parent
@@ -263,13 +263,14 @@ def test_storage_errors_name_the_storage_and_the_studies(tmp_path):
         existing_study(str(tmp_path / "missing.db"), None)
     url = f"sqlite:///{tmp_path / 'two.db'}"
     for name in ("first", "second"):
-        optuna.create_study(storage=url, study_name=name)
+        optuna.create_study(storage=url, study_name=name, directions=list(DIRECTIONS))
     with pytest.raises(StorageError, match="no --study given; studies there: first, second"):
         existing_study(url, None)
     with pytest.raises(StorageError, match="no study 'third'"):
         existing_study(url, "third")
     assert existing_study(str(tmp_path / "two.db"), "second").study_name == "second"
-    optuna.create_study(storage=f"sqlite:///{tmp_path / 'autohm.db'}", study_name="only")
+    optuna.create_study(storage=f"sqlite:///{tmp_path / 'autohm.db'}", study_name="only",
+                        directions=list(DIRECTIONS))  # fmt: skip
     assert existing_study(str(tmp_path), None).study_name == "only"  # a directory holds autohm.db
 
 
@@ -380,6 +381,25 @@ def test_ctrl_c_in_a_trial_marks_it_interrupted(tmp_path):
     assert [t.state.name for t in study.trials] == ["COMPLETE", "COMPLETE", "FAIL"]
     assert study.trials[2].user_attrs["interrupted"] is True
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+class TerminatingRunner(FakeRunner):
+    """A scheduler's SIGTERM to this process during the third trial."""
+
+    def __call__(self, *args, **kwargs):
+        if self.calls == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(1)  # the handler raises in here
+        return super().__call__(*args, **kwargs)
+
+
+def test_sigterm_stops_a_search_like_ctrl_c(tmp_path):
+    with pytest.raises(Terminated):
+        run_search(_settings(tmp_path, 5), workload=object(), runner=TerminatingRunner())
+    study = existing_study(str(tmp_path / "autohm.db"), None)
+    assert [t.state.name for t in study.trials] == ["COMPLETE", "COMPLETE", "FAIL"]
+    assert study.trials[2].user_attrs["interrupted"] is True
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
 
 
 def test_ctrl_c_between_trials_stops_before_the_next_one(tmp_path):
