@@ -398,7 +398,7 @@ def export(
         None, help="Only trials whose compact model measured at most this many ms."
     ),
     format: str = typer.Option(
-        "yaml", help="yaml: the picked configuration; csv or parquet: every trial as a table."
+        "yaml", help="yaml: the picked configuration; csv, parquet or json: every trial as a table."
     ),
     out: Path | None = typer.Option(None, "--out", "-o", help="File to write."),
 ) -> None:

@@ -4,6 +4,7 @@ stops and dead workers (with a stand-in for training), and the quick space end t
 command line interrupted, resumed to the budget, exported and trained."""
 
 import itertools
+import json
 import os
 import re
 import signal
@@ -179,6 +180,7 @@ def _synthetic_study(rows, limits=None):
                 state=TrialState.FAIL, user_attrs={"fail_reason": "nan loss"}))  # fmt: skip
             continue
         metrics = dict(zip(OBJECTIVES, values, strict=True)) | {"latency_ms": 10 * values[3]}
+        metrics["task"] = {"name": "digits", "options": {}}  # an empty struct: parquet's trap
         constraints = {k: metrics[k] - v for k, v in (limits or {}).items()}
         config["train"]["seed"] = number  # tells the trials' configurations apart
         study.add_trial(optuna.trial.create_trial(
@@ -256,6 +258,19 @@ def test_export_limits_and_the_whole_table(tmp_path):
     assert table["number"].tolist() == list(range(6)) and "cfg.peft.mode" in table.columns
     with pytest.raises(SelectionError, match="--format 'xlsx'"):
         export_table(study, "xlsx")
+
+
+@pytest.mark.parametrize("format", ["csv", "parquet", "json"])
+def test_every_table_format_opens_in_pandas_with_the_frame_s_values(tmp_path, format):
+    study = _synthetic_study(FRONT)
+    path = export_table(study, format, tmp_path / f"all.{format}")
+    table = getattr(pd, f"read_{format}")(path)
+    frame = results.frame(study)
+    assert table["number"].tolist() == frame["number"].tolist()
+    for column in ("accuracy", "flops", "latency"):
+        assert np.allclose(table[column], frame[column], equal_nan=True)
+    sites = table["cfg.masking.sites"].iloc[0]  # a list: JSON text in csv and parquet
+    assert (sites if format == "json" else json.loads(sites)) == frame["cfg.masking.sites"][0]
 
 
 def test_storage_errors_name_the_storage_and_the_studies(tmp_path):

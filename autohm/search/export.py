@@ -92,17 +92,24 @@ def _scalar(value: Any) -> bool:
 def export_table(
     study: optuna.Study, format: str, path: Path | None = None, protected: Iterable[Path] = ()
 ) -> Path:
-    """Every trial of `study` (results.frame) as CSV or Parquet; nested cells (allocations,
-    sparsity, lists) as JSON text."""
-    if format not in ("csv", "parquet"):
-        raise SelectionError(f"--format {format!r} is not one of yaml, csv, parquet")
+    """Every trial of `study` (results.frame) as CSV, Parquet (nested cells such as allocations,
+    sparsity and lists as JSON text) or JSON (records; nested values as JSON)."""
+    if format not in TABLE_FORMATS:
+        raise SelectionError(f"--format {format!r} is not one of yaml, {', '.join(TABLE_FORMATS)}")
     path = check_output_file(path or Path(f"{study.study_name}.{format}"), protected)
     if format == "parquet" and importlib.util.find_spec("pyarrow") is None:
         raise SelectionError("--format parquet needs pyarrow: pip install pyarrow")
-    table = flat_cells(trials_frame(study.get_trials(deepcopy=False)))
+    table = trials_frame(study.get_trials(deepcopy=False))
+    if format == "json":
+        text = table.to_json(orient="records", date_format="iso", indent=1)
+        return write_text(path, text + "\n")
+    table = flat_cells(table)
     if format == "csv":
         return write_atomically(path, lambda temporary: table.to_csv(temporary, index=False))
     return write_atomically(path, lambda temporary: table.to_parquet(temporary, index=False))
+
+
+TABLE_FORMATS = ("csv", "parquet", "json")
 
 
 def flat_cells(table: pd.DataFrame) -> pd.DataFrame:
