@@ -218,7 +218,13 @@ def _cell(value) -> str:
     return "-" if value is None else f"{value:,}" if isinstance(value, int) else str(value)
 
 
-def _workload(task: str, model: str | None, latency_batch: int | None, latency_seq_len: int | None):
+def _workload(
+    task: str,
+    model: str | None,
+    latency_batch: int | None,
+    latency_seq_len: int | None,
+    pooling: str = "last",
+):
     """The task and base model, with a status line while a base model pretrains, and the
     deployment shape latency is timed at (checked before any work)."""
     from autohm.measure import check_options
@@ -226,7 +232,17 @@ def _workload(task: str, model: str | None, latency_batch: int | None, latency_s
 
     check_options(1 if latency_batch is None else latency_batch, latency_seq_len)
     with console.status(f"loading task {task} and its base model (pretrained on first use)"):
-        return Workload.load(task, model, 0, latency_batch, latency_seq_len)
+        return Workload.load(task, model, 0, latency_batch, latency_seq_len, pooling)
+
+
+def _from_export(option: str, given, saved: dict, key: str, default):
+    """An option of `autohm train`: the flag when given (with a note where the exported file
+    says otherwise), else the exported file's `run:` value, else the default."""
+    if given is None:
+        return default if saved.get(key) is None else saved[key]
+    if key in saved and saved[key] != given:
+        console.print(f"note: {option} {given} overrides the exported {key} {saved[key]}")
+    return given
 
 
 @app.command()
@@ -257,8 +273,8 @@ def pretrain(
 @app.command()
 def train(
     config: Path = typer.Option(..., help="A trial configuration YAML (autohm export writes one)."),
-    task: str = typer.Option("digits", help=TASK_HELP),
-    model: str | None = typer.Option(None, help=MODEL_HELP),
+    task: str | None = typer.Option(None, help=TASK_HELP + " Default: the exported file's."),
+    model: str | None = typer.Option(None, help=MODEL_HELP + " Default: the exported file's."),
     out: Path = typer.Option(
         Path("autohm-run"), help="Directory for metrics, adapter, masks, export."
     ),
@@ -271,12 +287,20 @@ def train(
     from autohm.config import TrialConfig
     from autohm.deploy import describe
     from autohm.runs import DEPLOY_DIR, SUMMARY_KEYS, train_and_save
+    from autohm.search.export import read_run_settings
 
     check_output_dir(out)
     trial_config = TrialConfig.load(config)
+    saved = read_run_settings(config)
     if seed is not None:
         trial_config.train.seed = seed
-    workload = _workload(task, model, latency_batch, latency_seq_len)
+    workload = _workload(
+        _from_export("--task", task, saved, "task", "digits"),
+        _from_export("--model", model, saved, "model", None),
+        _from_export("--latency-batch", latency_batch, saved, "latency_batch", None),
+        _from_export("--latency-seq-len", latency_seq_len, saved, "latency_seq_len", None),
+        saved.get("pooling", "last"),
+    )
     with console.status("training (scan order, masks, adapters, evaluation, measurement)"):
         result = train_and_save(trial_config, workload, out)
     metrics = result.metrics

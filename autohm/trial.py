@@ -40,6 +40,7 @@ from autohm.measure import (
     measure_latency,
 )
 from autohm.model import MambaClassifier, MambaLM
+from autohm.model.classifier import Pooling
 from autohm.peft import (
     Allocation,
     allocate,
@@ -81,6 +82,7 @@ class Workload:
     model_source: str
     latency_batch: int = DEFAULT_BATCH
     latency_seq_len: int | None = None
+    pooling: Pooling = "last"  # of every trial's classification head
 
     def __post_init__(self) -> None:
         if self.base is not None:
@@ -94,13 +96,14 @@ class Workload:
         seed: int = 0,
         latency_batch: int | None = None,
         latency_seq_len: int | None = None,
+        pooling: Pooling = "last",
     ) -> Workload:
         """The task and its base model; the deployment shape defaults to DEFAULT_BATCH
         sequences of the task's length."""
         loaded = load_task(task, seed=seed)
         base = base_model(loaded, model)
         batch = DEFAULT_BATCH if latency_batch is None else latency_batch
-        return cls(loaded, base, model or "built-in", batch, latency_seq_len)
+        return cls(loaded, base, model or "built-in", batch, latency_seq_len, pooling)
 
     @property
     def deployment_seq_len(self) -> int:
@@ -110,7 +113,9 @@ class Workload:
     def new_classifier(self) -> MambaClassifier:
         """A classifier on a private copy of the base backbone (trials never share weights)."""
         backbone = copy.deepcopy(self.base.backbone)
-        return MambaClassifier(self.base.config, self.task.num_labels, backbone=backbone)
+        return MambaClassifier(
+            self.base.config, self.task.num_labels, self.pooling, backbone=backbone
+        )
 
     @functools.cached_property
     def latency_reference(self) -> MambaClassifier:
@@ -341,7 +346,7 @@ def measure(
     of the compact model, the form that deploys (masked channels and states removed)."""
     task = workload.task
     model.eval()
-    metrics = {"accuracy": accuracy(model, task.validation)}
+    metrics = {"accuracy": accuracy(model, task.validation), "pooling": model.pooling}
     if test:
         metrics["test_accuracy"] = accuracy(model, task.test)
     counts = count_parameters(model)

@@ -7,6 +7,7 @@ import itertools
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -20,13 +21,15 @@ import pandas as pd
 import pytest
 import yaml
 from fake_trials import FakeRunner, fake_metrics
+from helpers import TINY_TASK, tiny_config
 from optuna.trial import TrialState
 
-from autohm import results
+from autohm import cli, results
 from autohm.config import TrialConfig
 from autohm.errors import AutohmError
+from autohm.model import MambaLM
 from autohm.search import objective
-from autohm.search.export import export_table, export_trial
+from autohm.search.export import export_table, export_trial, read_run_settings
 from autohm.search.fidelity import EarlyStop, Progress
 from autohm.search.objectives import (
     DIRECTIONS,
@@ -40,6 +43,7 @@ from autohm.search.selection import SelectionError, pick
 from autohm.search.space import SearchSpaceError, built_in_spaces, load_space, suggest
 from autohm.search.storage import StorageError, existing_study
 from autohm.search.study import SearchSettings, Terminated, finished, open_study, run_search
+from autohm.tasks import load_task
 
 TESTS = Path(__file__).resolve().parent
 ROOT = TESTS.parent
@@ -706,3 +710,27 @@ def test_three_workers_share_one_postgresql_study(tmp_path):
 
 def _random():
     return optuna.samplers.RandomSampler(seed=0)
+
+
+def test_an_exported_trial_trains_again_on_its_own_task_and_model(tmp_path, monkeypatch):
+    """The export carries the task spec, the base model and the latency shape; autohm train
+    takes them from it and reproduces the trial's metrics."""
+    base = tmp_path / "base"
+    MambaLM(tiny_config(vocab_size=load_task(TINY_TASK).vocab_size)).save_pretrained(base)
+    settings = SearchSettings(budget=1, space=load_space("quick"), out=tmp_path, heartbeat_s=None,
+                              task=TINY_TASK, model=str(base), latency_batch=2)  # fmt: skip
+    study = run_search(settings)
+    path, trial = export_trial(study, "trial:0", tmp_path / "chosen.yaml")
+    assert read_run_settings(path) == {"task": TINY_TASK, "model": str(base), "pooling": "last",
+                                       "latency_batch": 2, "latency_seq_len": None}  # fmt: skip
+    monkeypatch.setattr(sys, "argv", ["autohm", "train", "--config", str(path),
+                                      "--out", str(tmp_path / "run")])  # fmt: skip
+    with pytest.raises(SystemExit) as exit:
+        cli.main()
+    assert exit.value.code == 0
+    trained = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    for name in ("accuracy", "flops", "params", "channels", "latency_batch", "task"):
+        assert trained[name] == trial.user_attrs["metrics"][name], name
+    shutil.move(base, tmp_path / "moved")
+    with pytest.raises(SelectionError, match="no longer exists"):
+        export_trial(study, "trial:0", tmp_path / "again.yaml")

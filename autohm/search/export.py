@@ -20,6 +20,7 @@ from autohm.files import check_output_file, write_atomically, write_text
 from autohm.results import trials_frame
 from autohm.search.objectives import OBJECTIVES
 from autohm.search.selection import SelectionError, pick
+from autohm.yaml_text import load_yaml
 
 
 def export_trial(
@@ -40,6 +41,7 @@ def export_trial(
     metrics = {k: v for k, v in trial.user_attrs.get("metrics", {}).items() if _scalar(v)}
     document = {
         "config": config.model_dump(mode="json"),
+        "run": run_settings(study, trial),
         "metrics": metrics,
         "source": {
             "study": study.study_name,
@@ -50,6 +52,51 @@ def export_trial(
     }
     write_text(path, _header(source, rule, metrics) + yaml.safe_dump(document, sort_keys=False))
     return path, trial
+
+
+def run_settings(study: optuna.Study, trial: FrozenTrial) -> dict[str, Any]:
+    """What `autohm train` needs besides the configuration to reproduce the trial: the task
+    spec, the base model (None: the built-in one), the head's pooling and the latency shape.
+    A base model given as a path must still exist."""
+    recorded = study.user_attrs.get("autohm", {})
+    model = recorded.get("model")
+    if model is not None and _looks_like_path(model) and not Path(model).expanduser().exists():
+        raise SelectionError(
+            f"study {study.study_name!r} was made with --model {model}, which no longer "
+            "exists: restore it, or export with another study"
+        )
+    batch, seq_len = recorded.get("latency_shape") or (None, None)
+    return {
+        "task": recorded.get("task", "digits"),
+        "model": model,
+        "pooling": trial.user_attrs.get("metrics", {}).get("pooling", "last"),
+        "latency_batch": batch,
+        "latency_seq_len": seq_len,
+    }
+
+
+def _looks_like_path(model: str) -> bool:
+    """A local checkpoint rather than a Hub id (org/name)."""
+    return model.startswith((".", "/", "~")) or model.count("/") != 1 or Path(model).exists()
+
+
+def read_run_settings(path: str | Path) -> dict[str, Any]:
+    """The `run:` part of an exported file ({} for a plain configuration file)."""
+    path = Path(path)
+    if not path.is_file():
+        return {}
+    data = load_yaml(path.read_text(), str(path))
+    run = data.get("run") if isinstance(data, dict) else None
+    if run is None:
+        return {}
+    if not isinstance(run, dict) or set(run) - set(RUN_KEYS):
+        raise SelectionError(f"{path}: run: expected a mapping with keys {', '.join(RUN_KEYS)}")
+    if run.get("pooling", "last") not in ("last", "mean"):
+        raise SelectionError(f"{path}: run.pooling: {run['pooling']!r} is not last or mean")
+    return run
+
+
+RUN_KEYS = ("task", "model", "pooling", "latency_batch", "latency_seq_len")
 
 
 def picked_config(
