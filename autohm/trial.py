@@ -154,8 +154,8 @@ class TrialResult:
         directory.mkdir(parents=True, exist_ok=True)
         write_text(directory / "metrics.json", json.dumps(self.metrics, indent=2))
         self.config.save(directory / "config.yaml")
-        write_text(directory / "order.json", json.dumps(self.orders))
-        save_adapter(self.model, directory, config=self.config.model_dump(mode="json"))
+        config = self.config.model_dump(mode="json")
+        save_adapter(self.model, directory, config=config, orders=self.orders)
         return sorted(p for p in directory.iterdir() if p.is_file())
 
 

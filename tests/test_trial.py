@@ -1,6 +1,7 @@
 """The trial pipeline end to end on a tiny model and task: every metric present, deterministic
 for a seed, clean failures and early stops, and FLOPs equal to a hand computation."""
 
+import json
 import math
 
 import pytest
@@ -13,6 +14,7 @@ from autohm.masking import attach_masks
 from autohm.masking.masks import mixers
 from autohm.measure import analytic_flops, count_flops, dense_and_effective_flops
 from autohm.model import MambaClassifier
+from autohm.peft import load_adapter
 from autohm.runs import BASELINES, baseline_config
 from autohm.trial import TrialFailed, TrialPruned, run_trial
 
@@ -176,3 +178,21 @@ def test_on_a_gpu_the_compact_model_is_timed_there_with_its_kernels():
     device = result.metrics["device"]
     assert device["device"].startswith("cuda") and device["scan_backend"] in ("triton", "mamba_ssm")
     assert next(result.deployed.parameters()).device.type == "cpu"  # handed back on the CPU
+
+
+@torch.no_grad()
+def test_a_trained_trial_is_rebuilt_from_its_files(tmp_path):
+    """load_adapter applies the saved channel order itself: the base classifier with the
+    trial's files computes the trained model's outputs."""
+    workload = tiny_workload()
+    with torch.enable_grad():
+        result = run_trial(tiny_config_for_trials(), workload, latency=False)
+    result.save(tmp_path)
+    assert any(
+        order != sorted(order) for order in json.loads((tmp_path / "order.json").read_text())
+    )
+    rebuilt = workload.new_classifier()
+    load_adapter(rebuilt, tmp_path)
+    ids, mask, _ = workload.task.validation[:8]
+    expected = result.model.eval()(ids, mask)
+    torch.testing.assert_close(rebuilt.eval()(ids, mask), expected, rtol=0, atol=1e-6)

@@ -1,7 +1,8 @@
 """Adapter files: adapter.safetensors (exactly the trainable tensors: LoRA A/B, IA3 vectors, the
-head, and the mask logits when they train), masks.safetensors (the hard masks, when attached)
-and adapter_config.json (the allocation and settings). load_adapter rebuilds the fine-tuned model
-from the base model: its outputs are identical."""
+head, and the mask logits when they train), masks.safetensors (the hard masks, when attached),
+order.json (the channel order of every layer, pillar 1, when one was applied) and
+adapter_config.json (the allocation and settings). load_adapter rebuilds the fine-tuned model
+from the base model (the order applied first): its outputs are identical."""
 
 from __future__ import annotations
 
@@ -14,14 +15,18 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 from torch import nn
 
+from autohm.errors import AutohmError
 from autohm.files import write_tensors, write_text
 from autohm.masking import load_masks, mask_settings, save_masks
+from autohm.masking.masks import mixers
 from autohm.peft.allocation import Allocation
 from autohm.peft.apply import PeftSettings, apply_allocation
 from autohm.peft.errors import PeftError
 from autohm.peft.ia3 import IA3
+from autohm.scan_order.permute import permute_channels
 
 ADAPTER_FILE = "adapter.safetensors"
+ORDER_FILE = "order.json"
 MASKS_FILE = "masks.safetensors"
 CONFIG_FILE = "adapter_config.json"
 FORMAT = "autohm-adapter"
@@ -44,11 +49,19 @@ def trainable_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
     return {name: tensor.contiguous().clone() for name, tensor in tensors.items()}
 
 
-def save_adapter(model: nn.Module, directory: str | Path, config: dict | None = None) -> Path:
-    """Write the adapter files to `directory` (created); `config` is stored alongside."""
+def save_adapter(
+    model: nn.Module,
+    directory: str | Path,
+    config: dict | None = None,
+    orders: list[list[int]] | None = None,
+) -> Path:
+    """Write the adapter files to `directory` (created); `config` is stored alongside, and
+    `orders` (new channel k of layer i is base channel orders[i][k]) as order.json."""
     settings = peft_settings(model)
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
+    if orders is not None:
+        write_text(directory / ORDER_FILE, json.dumps(orders))
     write_tensors(directory / ADAPTER_FILE, trainable_tensors(model))
     has_masks = bool(mask_settings(model))
     if has_masks:
@@ -89,10 +102,30 @@ def read_adapter_config(directory: str | Path) -> dict:
     return record | {"allocation": allocation}
 
 
+def apply_saved_order(model: nn.Module, file: Path) -> None:
+    """Permute every mixer of `model` to the order in `file` (nothing when there is no file)."""
+    if not file.is_file():
+        return
+    try:
+        orders = json.loads(file.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise PeftError(f"{file}: not valid JSON: {error}") from None
+    layers = list(mixers(model))
+    if not isinstance(orders, list) or len(orders) != len(layers):
+        raise PeftError(f"{file}: expected one channel order per layer ({len(layers)})")
+    for index, (mixer, order) in enumerate(zip(layers, orders, strict=True)):
+        try:
+            permute_channels(mixer, order)
+        except (AutohmError, TypeError, ValueError) as error:
+            raise PeftError(f"{file}: layer {index}: {error}") from None
+
+
 def load_adapter(model: nn.Module, directory: str | Path) -> PeftSettings:
-    """Attach the saved masks and allocation to a base model and load the trained tensors."""
+    """Apply the saved channel order (order.json, when there is one) to a base model, attach the
+    saved masks and allocation, and load the trained tensors."""
     directory = Path(directory)
     record = read_adapter_config(directory)
+    apply_saved_order(model, directory / ORDER_FILE)
     if record["masks"]:
         load_masks(model, directory / MASKS_FILE)
     apply_allocation(
