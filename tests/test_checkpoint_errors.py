@@ -15,7 +15,7 @@ from autohm.model import MambaLM
 
 @pytest.fixture
 def saved(tmp_path):
-    return MambaLM(tiny_config()).save_pretrained(tmp_path / "ckpt")
+    return MambaLM(tiny_config()).save_pretrained(tmp_path / "ckpt", format="state-spaces")
 
 
 def edit_config(directory, **changes):

@@ -5,9 +5,10 @@ import json
 
 import pytest
 import torch
-from helpers import randomise_
+from helpers import randomise_, tiny_config
 
-from autohm.model import MambaLM
+from autohm.errors import CheckpointError
+from autohm.model import MambaClassifier, MambaLM
 
 transformers = pytest.importorskip("transformers", reason="the test extra installs transformers")
 
@@ -94,24 +95,59 @@ def test_state_spaces_layout_gives_the_same_logits(tmp_path):
         torch.testing.assert_close(ours(ids), hf_logits(reference, ids), rtol=1e-4, atol=1e-4)
 
 
-def test_save_pretrained_round_trip(tmp_path):
+@pytest.mark.parametrize("format", ["state-spaces", "transformers"])
+def test_save_pretrained_round_trip(tmp_path, format):
     reference, directory = hf_model(tmp_path)
     ours = MambaLM.from_pretrained(directory).eval()
-    saved = ours.save_pretrained(tmp_path / "ours")
+    saved = ours.save_pretrained(tmp_path / "ours", format=format)
     assert sorted(p.name for p in saved.iterdir()) == ["config.json", "model.safetensors"]
     config = json.loads((saved / "config.json").read_text())
-    assert config["d_model"] == 24 and config["ssm_cfg"]["d_state"] == 5
+    if format == "state-spaces":
+        assert config["d_model"] == 24 and config["ssm_cfg"]["d_state"] == 5
+    else:
+        assert config["model_type"] == "mamba" and config["hidden_size"] == 24
     again = MambaLM.from_pretrained(saved).eval()
     ids = torch.randint(0, 53, (1, 7))
     with torch.no_grad():
         torch.testing.assert_close(again(ids), ours(ids), rtol=0, atol=0)
-    # transformers reads the weights back from our file too (only the embedding key differs)
-    from safetensors.torch import load_file
 
-    state = load_file(saved / "model.safetensors")
-    state = {k.replace("backbone.embedding.", "backbone.embeddings."): v for k, v in state.items()}
-    missing, unexpected = reference.load_state_dict(state, strict=False)
-    assert unexpected == [] and set(missing) <= {"lm_head.weight"}
+
+@pytest.mark.parametrize(
+    "overrides",
+    [{}, {"tie_embeddings": False}, {"bias": True, "conv_bias": False}],
+    ids=["tied", "untied", "biases"],
+)
+def test_what_autohm_saves_loads_in_transformers_with_the_same_logits(tmp_path, overrides):
+    ours = randomise_(MambaLM(tiny_config(**overrides))).eval()
+    ours.save_pretrained(tmp_path / "ours")  # transformers' layout by default
+    theirs = transformers.MambaForCausalLM.from_pretrained(tmp_path / "ours").eval()
+    ids = torch.randint(0, 37, (2, 9))
+    with torch.no_grad():
+        torch.testing.assert_close(hf_logits(theirs, ids), ours(ids), rtol=0, atol=1e-5)
+
+
+def test_a_saved_classifier_backbone_loads_in_transformers(tmp_path):
+    classifier = randomise_(MambaClassifier(tiny_config(), num_labels=3)).eval()
+    classifier.save_pretrained(tmp_path / "clf")
+    theirs = transformers.MambaModel.from_pretrained(tmp_path / "clf").eval()
+    ids = torch.randint(0, 37, (2, 9))
+    with torch.no_grad():
+        expected = classifier.backbone(ids)
+        got = theirs(ids, use_cache=False).last_hidden_state
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-5)
+
+
+def test_what_transformers_cannot_hold_is_saved_in_the_state_spaces_layout(tmp_path):
+    compact = MambaLM(tiny_config(layer_d_inner=[20, 32], x_proj_bias=True))
+    with pytest.raises(CheckpointError, match="widths of their own .* format='state-spaces'"):
+        compact.save_pretrained(tmp_path / "a", format="transformers")
+    assert "layer_d_inner" in json.loads(compact.save_pretrained(tmp_path / "b").joinpath(
+        "config.json").read_text())  # fmt: skip
+    layer_norm = MambaLM(tiny_config(rms_norm=False))
+    assert "ssm_cfg" in json.loads(layer_norm.save_pretrained(tmp_path / "c").joinpath(
+        "config.json").read_text())  # fmt: skip
+    with pytest.raises(CheckpointError, match="format 'onnx' is not one of"):
+        layer_norm.save_pretrained(tmp_path / "d", format="onnx")
 
 
 def test_bare_transformers_backbone_loads(tmp_path):

@@ -25,6 +25,7 @@ from autohm.model.config import MambaConfig
 CONFIG_FILE = "config.json"
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 HEAD_FILE = "head.safetensors"  # a classifier's head beside its backbone
+FORMATS = ("transformers", "state-spaces")
 
 # transformers MambaConfig field -> MambaConfig field
 _HF_FIELDS = {
@@ -317,23 +318,73 @@ def load_weights_into(model: torch.nn.Module, state: dict[str, torch.Tensor], fi
     model.load_state_dict(converted, strict=False, assign=True)
 
 
-def save_checkpoint(model: torch.nn.Module, directory: str | Path) -> Path:
+def save_checkpoint(
+    model: torch.nn.Module, directory: str | Path, format: str | None = None
+) -> Path:
     """Write a language model's config.json and model.safetensors; returns the directory."""
     config: MambaConfig = model.config
     state = model.state_dict()
     if config.tie_embeddings:
         state.pop("lm_head.weight", None)
-    return write_checkpoint(config, state, directory)
+    return write_checkpoint(config, state, directory, format)
+
+
+def checkpoint_format(config: MambaConfig, format: str | None) -> str:
+    """`format`, checked; None: "transformers" when transformers' Mamba can hold the model,
+    else "state-spaces" (a compact model, or LayerNorm instead of RMSNorm)."""
+    if format not in (None, *FORMATS):
+        raise CheckpointError(f"format {format!r} is not one of {', '.join(FORMATS)}")
+    problem = _transformers_cannot_hold(config)
+    if format == "transformers" and problem:
+        raise CheckpointError(
+            f"transformers' MambaForCausalLM cannot hold this model: {problem}; save it with "
+            "format='state-spaces' (autohm reads it) or deploy the merged, full-width checkpoint"
+        )
+    return format or ("state-spaces" if problem else "transformers")
+
+
+def _transformers_cannot_hold(config: MambaConfig) -> str | None:
+    if config.is_compact:
+        return "its layers have widths of their own (compaction) and x_proj may have a bias"
+    if not config.rms_norm:
+        return "it normalises with LayerNorm (transformers' Mamba has RMSNorm only)"
+    return None
+
+
+def transformers_config(config: MambaConfig) -> dict[str, Any]:
+    """config.json in transformers' layout (model_type mamba); vocab_size is the padded one,
+    as transformers' Mamba stores it."""
+    fields = {hf: getattr(config, ours) for hf, ours in _HF_FIELDS.items()}
+    return {
+        "architectures": ["MambaForCausalLM"],
+        "model_type": "mamba",
+        **fields,
+        "vocab_size": config.padded_vocab_size,
+        "time_step_rank": config.resolved_dt_rank,
+        "intermediate_size": config.d_inner,
+        "hidden_act": "silu",
+    }
 
 
 def write_checkpoint(
-    config: MambaConfig, state: dict[str, torch.Tensor], directory: str | Path
+    config: MambaConfig,
+    state: dict[str, torch.Tensor],
+    directory: str | Path,
+    format: str | None = None,
 ) -> Path:
-    """Write config.json (state-spaces layout; a compact model's per-layer widths and x_proj
-    bias as the extra top-level fields layer_d_inner, layer_d_state, x_proj_bias) and
-    model.safetensors holding `state`; returns the directory."""
+    """Write config.json and model.safetensors holding `state` (see checkpoint_format for
+    `format`): transformers' layout (MambaForCausalLM.from_pretrained reads it), or the
+    state-spaces one (mamba_ssm's; a compact model's per-layer widths and x_proj bias as the
+    extra top-level fields layer_d_inner, layer_d_state, x_proj_bias); returns the directory."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().contiguous() for k, v in state.items()}
+    if checkpoint_format(config, format) == "transformers":
+        write_text(directory / CONFIG_FILE, json.dumps(transformers_config(config), indent=2))
+        renamed = {k.replace("backbone.embedding.", "backbone.embeddings."): v
+                   for k, v in tensors.items()}  # fmt: skip
+        write_tensors(directory / WEIGHT_FILES[0], renamed)
+        return directory
     top = {k: v for k, v in config.to_dict().items() if k in _STATE_SPACES_TOP}
     for key in _COMPACT:
         if top[key] == getattr(MambaConfig, key):
@@ -342,7 +393,6 @@ def write_checkpoint(
         del top["norm_epsilon"]  # mamba_ssm's config has no such field; 1e-5 is its default
     ssm_cfg = {k: v for k, v in config.to_dict().items() if k in _STATE_SPACES_SSM}
     write_text(directory / CONFIG_FILE, json.dumps({**top, "ssm_cfg": ssm_cfg}, indent=2) + "\n")
-    tensors = {k: v.detach().contiguous() for k, v in state.items()}
     write_tensors(directory / WEIGHT_FILES[0], tensors)
     return directory
 

@@ -80,12 +80,13 @@ class MambaClassifier(nn.Module):
         checkpoint.load_weights_into(model.score, {k[6:]: v for k, v in tensors.items()}, file)
         return model
 
-    def save_pretrained(self, path: str | Path) -> Path:
+    def save_pretrained(self, path: str | Path, format: str | None = None) -> Path:
         """The backbone as a language-model checkpoint (config.json, model.safetensors; the
-        unused LM head tied to the embedding) and the head in head.safetensors."""
+        unused LM head tied to the embedding; `format` as MambaLM.save_pretrained's) and the
+        head in head.safetensors."""
         config = replace(self.config, tie_embeddings=True)
         state = {f"backbone.{k}": v for k, v in self.backbone.state_dict().items()}
-        directory = checkpoint.write_checkpoint(config, state, path)
+        directory = checkpoint.write_checkpoint(config, state, path, format)
         checkpoint.write_head(self.score, self.pooling, directory)
         return directory
 

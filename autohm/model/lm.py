@@ -48,9 +48,12 @@ class MambaLM(nn.Module):
             model.lm_head.weight = model.backbone.embedding.weight
         return model
 
-    def save_pretrained(self, path: str | Path) -> Path:
-        """Write config.json (state-spaces field names) and model.safetensors."""
-        return checkpoint.save_checkpoint(self, path)
+    def save_pretrained(self, path: str | Path, format: str | None = None) -> Path:
+        """Write config.json and model.safetensors in transformers' layout (what the Hub's
+        *-hf Mamba checkpoints use; MambaForCausalLM.from_pretrained reads it) or with
+        format="state-spaces" in mamba_ssm's. By default transformers' where it can hold the
+        model, state-spaces for a compact one (per-layer widths)."""
+        return checkpoint.save_checkpoint(self, path, format)
 
     def set_scan_backend(self, name: str) -> None:
         """Pin every layer to one scan backend; "auto" (the default) picks per device."""

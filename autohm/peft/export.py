@@ -4,7 +4,7 @@ of what PEFT cannot express, and a merged full-weight checkpoint (the portable f
     directory/lora/adapter_config.json   LoraConfig: target_modules, rank_pattern, alpha_pattern
     directory/ia3/adapter_config.json    IA3Config: target_modules, feedforward_modules (out_proj)
     directory/NOTE.md                    what the configs leave out
-    directory/merged/                    config.json + model.safetensors (state-spaces format,
+    directory/merged/                    config.json + model.safetensors (transformers' layout,
                                          masks, LoRA and IA3 folded in) [+ head.safetensors]
 
 Module names are "layers.{i}.mixer.{module}", which PEFT matches as a suffix of both autohm's
@@ -162,8 +162,8 @@ def _note(model: nn.Module, allocation: dict[str, Allocation]) -> str:
         "adapter files keep them in masks.safetensors. LoRA updates of masked entries, and IA3 "
         "entries of fully masked rows/columns (held at 1 in autohm), are not representable.",
         "- **Trained weights.** These are configurations: PEFT trains its own adapters from them. "
-        "The trained weights are in the merged checkpoint (`merged/`, state-spaces format: "
-        "MambaLM.from_pretrained, mamba_ssm).",
+        "The trained weights are in the merged checkpoint (`merged/`, transformers' layout: "
+        "transformers.MambaForCausalLM.from_pretrained and MambaLM.from_pretrained read it).",
     ]
     if isinstance(getattr(model, "score", None), nn.Module):
         lines.append(
