@@ -29,7 +29,7 @@ def train_and_save(config: TrialConfig, workload: Workload, out: str | Path) -> 
     result = run_trial(config, workload, test=True)
     out = Path(out)
     result.save(out)
-    export_peft(result.model, result.allocation, out / "peft")
+    export_peft(result.model, result.allocation, out / "peft", result.orders)
     result.deployed.save_pretrained(out / DEPLOY_DIR)
     write_text(out / DEPLOY_DIR / "COMPACTION.txt", describe(result.deployed.config) + "\n")
     return result

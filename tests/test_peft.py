@@ -12,7 +12,9 @@ from helpers import randomise_, tiny_config
 from safetensors.torch import load_file
 
 from autohm.masking import SITES, attach_masks, mask_modules
+from autohm.masking.masks import mixers
 from autohm.model import MambaClassifier, MambaLM
+from autohm.model.checkpoint import normalise_keys
 from autohm.ops import available_backends
 from autohm.peft import (
     IA3,
@@ -400,37 +402,84 @@ def test_saved_adapter_reloads_onto_the_base_model_with_identical_outputs(train_
         save_adapter(MambaClassifier(tiny_config(), 3), tmp_path / "x")
 
 
-def test_export_writes_peft_configs_that_peft_loads_and_a_merged_checkpoint(tmp_path):
+def test_export_writes_peft_files_that_peft_loads_and_a_merged_checkpoint(tmp_path):
     peft = pytest.importorskip(
         "peft", reason="the test extra installs peft", exc_type=ModuleNotFoundError
     )
-    _, model, ids, allocation = fine_tuned()
+    transformers = pytest.importorskip("transformers", reason="the test extra installs it")
+    base, model, ids, allocation = fine_tuned()
     export_peft(model, allocation, tmp_path)
     lora = peft.LoraConfig.from_pretrained(str(tmp_path / "lora"))
     ia3 = peft.IA3Config.from_pretrained(str(tmp_path / "ia3"))
     chosen = {m: [k for k, a in allocation.items() if a.method == m] for m in ("lora", "ia3")}
-    assert chosen["lora"] and chosen["ia3"]
+    kept = [k for k in chosen["lora"] if k.rsplit(".", 1)[1] in ("in_proj", "x_proj")]
+    assert kept and chosen["ia3"] and len(kept) < len(chosen["lora"])  # some are left out
     names = {k: f"layers.{k.split('.')[1]}.mixer.{k.split('.')[2]}" for k in allocation}
-    assert set(lora.target_modules) == {names[k] for k in chosen["lora"]}
-    assert lora.rank_pattern == {names[k]: allocation[k].rank for k in chosen["lora"]}
-    assert set(lora.alpha_pattern.values()) == {8.0} and lora.modules_to_save == ["score"]
+    assert set(lora.target_modules) == {names[k] for k in kept}
+    assert lora.rank_pattern == {names[k]: allocation[k].rank for k in kept}
+    assert set(lora.alpha_pattern.values()) == {8.0} and lora.task_type == "CAUSAL_LM"
     assert set(ia3.target_modules) == {names[k] for k in chosen["ia3"]}
     assert set(ia3.feedforward_modules) == {n for n in ia3.target_modules if "out_proj" in n}
-    assert "dt_proj" in (tmp_path / "NOTE.md").read_text()
+    note = (tmp_path / "NOTE.md").read_text()
+    for key in set(chosen["lora"]) - set(kept):
+        assert f"Left out: the LoRA of {names[key]}" in note
 
-    # PEFT's own injection on a fresh model: the names match, the ranks and counts agree
-    counts = count_parameters(model)
-    trainable = 0
-    for config in (lora, ia3):
-        fresh = MambaClassifier(tiny_config(), num_labels=3)
-        trainable += peft.get_peft_model(fresh, config).get_nb_trainable_parameters()[0]
-    assert trainable - (16 * 3 + 3) == counts.params + counts.params_masked
+    # PEFT takes both configs on transformers' Mamba, with the ranks autohm trained
+    hf_config = transformers.MambaConfig(vocab_size=40, hidden_size=16, state_size=4,
+                                         num_hidden_layers=2, time_step_rank=1)  # fmt: skip
+    fresh = peft.get_peft_model(transformers.MambaForCausalLM(hf_config), lora)
+    assert fresh.get_nb_trainable_parameters()[0] == sum(
+        p.numel() for k in kept for p in (_part(model, k).A, _part(model, k).B)
+    )
+    peft.get_peft_model(transformers.MambaForCausalLM(hf_config), ia3)
+    base.float().save_pretrained(tmp_path / "base")  # the hybrid trial's LoRA loads onto it
+    loaded = peft.PeftModel.from_pretrained(
+        transformers.MambaForCausalLM.from_pretrained(tmp_path / "base"), tmp_path / "lora"
+    )
+    trained = {k: p for k, p in loaded.named_parameters() if "lora_B" in k}
+    assert len(trained) == len(kept) and all(p.abs().sum() > 0 for p in trained.values())
 
-    lm = MambaLM.from_pretrained(tmp_path / "merged").double()  # it loads in float32: refill
-    lm.load_state_dict(load_file(str(tmp_path / "merged" / "model.safetensors")), strict=False)
-    merged = MambaClassifier(lm.config, 3, backbone=lm.backbone).double()
-    head = load_file(str(tmp_path / "merged" / "head.safetensors"))
-    merged.load_state_dict({k: v for k, v in merged.state_dict().items()} | head)
+    merged = MambaClassifier.from_pretrained(tmp_path / "merged").double()  # float32: refill
+    state = normalise_keys(load_file(str(tmp_path / "merged" / "model.safetensors")), True)
+    merged.load_state_dict(state | load_file(str(tmp_path / "merged" / "head.safetensors")))
     torch.testing.assert_close(outputs(merged, ids), outputs(model, ids), rtol=0, atol=1e-10)
-    weight = lm.backbone.layers[0].mixer.out_proj.weight
+    weight = merged.backbone.layers[0].mixer.out_proj.weight
     assert torch.equal(weight[:, [4, 6]], torch.zeros_like(weight[:, [4, 6]]))
+
+
+def _part(model, key):
+    _, layer, name = key.split(".")
+    return getattr(model.backbone.layers[int(layer)].mixer, name).lora
+
+
+@torch.no_grad()
+def test_peft_reproduces_the_lora_part_on_transformers_mamba_in_the_base_order(tmp_path):
+    """The exported LoRA weights, loaded by PEFT onto transformers' Mamba with the base weights,
+    give autohm's backbone outputs with the same LoRA parts, although autohm trained them on
+    permuted channels."""
+    peft = pytest.importorskip("peft", exc_type=ModuleNotFoundError)
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    base = randomise_(MambaLM(tiny_config())).eval()
+    base.save_pretrained(tmp_path / "base")
+    model = MambaClassifier(base.config, 3, backbone=copy.deepcopy(base.backbone)).eval()
+    orders = [torch.randperm(32).tolist() for _ in range(2)]
+    for mixer, order in zip(mixers(model), orders, strict=True):
+        permute_channels(mixer, order)
+    allocation = {
+        "layers.0.in_proj": Allocation("lora", 2), "layers.0.x_proj": Allocation("lora", 3),
+        "layers.1.x_proj": Allocation("lora", 2), "layers.1.in_proj": Allocation("lora", 4),
+    }  # fmt: skip
+    apply_allocation(model, allocation, lora_alpha=6.0)
+    for name, param in model.named_parameters():
+        if ".lora." in name:
+            param.copy_(0.3 * torch.randn_like(param))
+    export_peft(model, allocation, tmp_path / "peft", orders)
+    theirs = transformers.MambaForCausalLM.from_pretrained(tmp_path / "base").eval()
+    theirs = peft.PeftModel.from_pretrained(theirs, tmp_path / "peft" / "lora").eval()
+    ids = torch.randint(0, 37, (2, 9))
+    expected = model.backbone(ids)
+    got = theirs.base_model.model.backbone(ids, use_cache=False).last_hidden_state
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-5)
+    unadapted = transformers.MambaForCausalLM.from_pretrained(tmp_path / "base").eval()
+    assert not torch.allclose(unadapted.backbone(ids).last_hidden_state, expected, atol=1e-3)

@@ -1,11 +1,14 @@
-"""Export for the wider ecosystem: Hugging Face PEFT configs for the LoRA and IA3 modules, a note
-of what PEFT cannot express, and a merged full-weight checkpoint (the portable fallback).
+"""Export for the wider ecosystem: the trained LoRA weights in Hugging Face PEFT's own files, an
+IA3 config, a note of what PEFT cannot express, and a merged full-weight checkpoint (the
+faithful, portable form).
 
-    directory/lora/adapter_config.json   LoraConfig: target_modules, rank_pattern, alpha_pattern
-    directory/ia3/adapter_config.json    IA3Config: target_modules, feedforward_modules (out_proj)
-    directory/NOTE.md                    what the configs leave out
-    directory/merged/                    config.json + model.safetensors (transformers' layout,
-                                         masks, LoRA and IA3 folded in) [+ head.safetensors]
+    directory/lora/adapter_config.json        LoraConfig (targets, rank_pattern, alpha_pattern)
+    directory/lora/adapter_model.safetensors  the trained LoRA A and B, in the base model's order
+    directory/ia3/adapter_config.json         IA3Config: target_modules, feedforward_modules
+    directory/NOTE.md                         exactly what PEFT does not get, and why
+    directory/merged/                         config.json + model.safetensors (transformers'
+                                              layout; masks, LoRA and IA3 folded in)
+                                              [+ head.safetensors]
 
 Module names are "layers.{i}.mixer.{module}", which PEFT matches as a suffix of both autohm's
 and transformers' names ("backbone.layers.{i}.mixer.{module}").
@@ -27,65 +30,24 @@ from autohm.masking.masks import mixers
 from autohm.model.checkpoint import HEAD_FILE
 from autohm.peft.allocation import Allocation
 from autohm.peft.apply import adapted_modules, merge_adapters
+from autohm.peft.peft_files import lora_parts, peft_module_name, write_peft_lora
 from autohm.peft.targets import IA3_ON_INPUT
 
 
-def peft_module_name(key: str) -> str:
-    """Map layers.{i}.{module} to layers.{i}.mixer.{module}, the name PEFT matches."""
-    layers, index, module = key.split(".")
-    return f"{layers}.{index}.mixer.{module}"
-
-
-def _lora_alpha(model: nn.Module, key: str, entry: Allocation) -> float:
-    """The alpha of the attached LoRA part, or the default 2 r when none is attached."""
-    _, index, module = key.split(".")
-    mixer = list(mixers(model))[int(index)]
-    lora = getattr(getattr(mixer, module), "lora", None)
-    return lora.alpha if lora is not None else 2.0 * entry.rank
-
-
-def lora_config(model: nn.Module, allocation: dict[str, Allocation]) -> dict | None:
-    """A LoraConfig dictionary for the LoRA modules (None when there are none)."""
-    chosen = {k: e for k, e in allocation.items() if e.method == "lora"}
-    if not chosen:
-        return None
-    ranks = {peft_module_name(k): e.rank for k, e in chosen.items()}
-    alphas = {peft_module_name(k): _lora_alpha(model, k, e) for k, e in chosen.items()}
-    return _common(model) | {
-        "peft_type": "LORA",
-        "r": Counter(ranks.values()).most_common(1)[0][0],
-        "lora_alpha": Counter(alphas.values()).most_common(1)[0][0],
-        "target_modules": sorted(ranks),
-        "rank_pattern": ranks,
-        "alpha_pattern": alphas,
-        "lora_dropout": 0.0,
-        "bias": "none",
-        "fan_in_fan_out": False,
-        "init_lora_weights": True,
-    }
-
-
-def ia3_config(model: nn.Module, allocation: dict[str, Allocation]) -> dict | None:
+def ia3_config(allocation: dict[str, Allocation]) -> dict | None:
     """An IA3Config dictionary for the IA3 modules (None when there are none)."""
     chosen = sorted(peft_module_name(k) for k, e in allocation.items() if e.method == "ia3")
     if not chosen:
         return None
-    return _common(model) | {
+    return {
         "peft_type": "IA3",
+        "task_type": "CAUSAL_LM",
+        "base_model_name_or_path": None,
+        "inference_mode": False,  # get_peft_model trains it; PeftModel.from_pretrained infers
         "target_modules": chosen,
         "feedforward_modules": [n for n in chosen if n.rsplit(".", 1)[-1] in IA3_ON_INPUT],
         "fan_in_fan_out": False,
         "init_ia3_weights": True,
-    }
-
-
-def _common(model: nn.Module) -> dict:
-    head = isinstance(getattr(model, "score", None), nn.Module)
-    return {
-        "task_type": None if head else "CAUSAL_LM",
-        "base_model_name_or_path": None,
-        "inference_mode": False,
-        "modules_to_save": ["score"] if head else None,
     }
 
 
@@ -114,21 +76,25 @@ def merged_copy(model: nn.Module) -> nn.Module:
 
 def save_merged(model: nn.Module, directory: str | Path) -> Path:
     """The merged model: a language model's checkpoint, or a classifier's backbone as one
-    (MambaLM.from_pretrained and mamba_ssm read it) with its head in head.safetensors
-    (MambaClassifier.from_pretrained reads both)."""
+    (transformers' MambaForCausalLM and MambaLM.from_pretrained read it) with its head in
+    head.safetensors (MambaClassifier.from_pretrained reads both)."""
     return merged_copy(model).save_pretrained(directory)
 
 
-def export_peft(model: nn.Module, allocation: dict[str, Allocation], directory: str | Path) -> Path:
-    """Write the PEFT configs, NOTE.md and the merged checkpoint to `directory`."""
+def export_peft(
+    model: nn.Module,
+    allocation: dict[str, Allocation],
+    directory: str | Path,
+    orders: list[list[int]] | None = None,
+) -> Path:
+    """Write the PEFT files, NOTE.md and the merged checkpoint to `directory`; `orders` (the
+    channel order of each layer, pillar 1) puts the LoRA weights back in the base order."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    for name, config in (("lora", lora_config(model, allocation)),
-                         ("ia3", ia3_config(model, allocation))):  # fmt: skip
-        if config is not None:
-            (directory / name).mkdir(exist_ok=True)
-            text = json.dumps(config, indent=2) + "\n"
-            write_text(directory / name / "adapter_config.json", text)
+    write_peft_lora(model, allocation, directory / "lora", orders)
+    config = ia3_config(allocation)
+    if config is not None:
+        write_text(directory / "ia3" / "adapter_config.json", json.dumps(config, indent=2) + "\n")
     write_text(directory / "NOTE.md", _note(model, allocation))
     save_merged(model, directory / "merged")
     return directory
@@ -136,38 +102,44 @@ def export_peft(model: nn.Module, allocation: dict[str, Allocation], directory: 
 
 def _note(model: nn.Module, allocation: dict[str, Allocation]) -> str:
     counts = Counter(entry.method for entry in allocation.values())
-    affected = sorted(
-        peft_module_name(k)
-        for k, e in allocation.items()
-        if e.method != "frozen" and k.endswith(".dt_proj")
-    )
+    kept, left_out = lora_parts(allocation)
+    ia3 = sorted(peft_module_name(k) for k, e in allocation.items() if e.method == "ia3")
     masks = mask_settings(model)
     lines = [
-        "# What the PEFT configs cannot express",
+        "# What the PEFT files hold, and what they leave out",
         "",
         f"Allocation: {counts['lora']} LoRA, {counts['ia3']} IA3, {counts['frozen']} frozen "
-        "modules.",
+        "modules. `merged/` holds all of it, folded into the weights: the faithful form.",
         "",
-        "- **LoRA and IA3 together.** PEFT cannot mix them in one model (PeftMixedModel takes "
-        "LoRA, LoHa, LoKr, AdaLoRA, OFT, SHiRA; not IA3). `lora/` and `ia3/` hold one config "
-        "each: load one of them, or use the merged checkpoint.",
-        "- **dt_proj.** transformers 5's MambaMixer multiplies by `dt_proj.weight` directly, so "
-        "a LoRA or IA3 layer on dt_proj has no effect there"
-        + (f" (here: {', '.join(affected)})." if affected else " (none allocated here)."),
-        "- **Fused kernels.** With mamba-ssm installed, transformers' fused path reads x_proj, "
-        "dt_proj and out_proj weights directly; PEFT layers on them are bypassed.",
-        "- **Masks.** PEFT has no weight masks"
-        + (f" (here: {masks['granularity']} masks on {', '.join(masks['sites'])})" if masks else "")
-        + ". The merged checkpoint has them applied (masked weights are zero); autohm's "
-        "adapter files keep them in masks.safetensors. LoRA updates of masked entries, and IA3 "
-        "entries of fully masked rows/columns (held at 1 in autohm), are not representable.",
-        "- **Trained weights.** These are configurations: PEFT trains its own adapters from them. "
-        "The trained weights are in the merged checkpoint (`merged/`, transformers' layout: "
-        "transformers.MambaForCausalLM.from_pretrained and MambaLM.from_pretrained read it).",
+        f"- **`lora/`**: the trained LoRA weights of {len(kept)} modules in PEFT's files, in the "
+        "base model's channel order: `PeftModel.from_pretrained(MambaForCausalLM.from_pretrained"
+        "(base), 'lora')` (the base in transformers' layout: `MambaLM.save_pretrained` writes "
+        "it).",
     ]
+    for key, why in sorted(left_out.items()):
+        lines.append(f"- **Left out: the LoRA of {peft_module_name(key)}.** {why}.")
+    if ia3:
+        lines.append(
+            f"- **IA3 ({len(ia3)} modules: {', '.join(ia3)}).** `ia3/` is a configuration only: "
+            "PEFT cannot mix LoRA and IA3 in one model (PeftMixedModel takes no IA3), so the "
+            "trained IA3 vectors are only in `merged/` (and autohm's adapter.safetensors); "
+            "transformers 5 ignores an IA3 on dt_proj too."
+        )
+    if masks:
+        lines.append(
+            f"- **Masks ({masks['granularity']} masks on {', '.join(masks['sites'])}).** PEFT "
+            "has no weight masks: with the LoRA alone on the unmasked base, outputs differ from "
+            "autohm's masked model. `merged/` has them applied (masked weights are zero); "
+            "autohm's masks.safetensors keeps them."
+        )
+    lines.append(
+        "- **Fused kernels.** With mamba-ssm installed, transformers' fused path reads x_proj, "
+        "dt_proj and out_proj weights directly; PEFT layers on them are bypassed."
+    )
     if isinstance(getattr(model, "score", None), nn.Module):
         lines.append(
-            "- **Classification head.** transformers has no Mamba sequence-classification model; "
-            f"`modules_to_save: [score]` names autohm's head, saved in `merged/{HEAD_FILE}`."
+            "- **Classification head.** transformers has no Mamba sequence-classification "
+            f"model; autohm's head is in `merged/{HEAD_FILE}` (MambaClassifier.from_pretrained "
+            "reads merged/ with it)."
         )
     return "\n".join(lines) + "\n"
