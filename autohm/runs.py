@@ -31,7 +31,14 @@ def train_and_save(config: TrialConfig, workload: Workload, out: str | Path) -> 
     result.save(out)
     export_peft(result.model, result.allocation, out / "peft", result.orders)
     result.deployed.save_pretrained(out / DEPLOY_DIR)
-    write_text(out / DEPLOY_DIR / "COMPACTION.txt", describe(result.deployed.config) + "\n")
+    summary = describe(result.deployed.config)
+    if result.deployed.config.is_compact:
+        summary += (
+            "\nThe layers have widths of their own, which transformers' Mamba cannot hold: load "
+            "this directory with autohm (MambaClassifier.from_pretrained), or give transformers "
+            "the full-width merged model in ../peft/merged/."
+        )
+    write_text(out / DEPLOY_DIR / "COMPACTION.txt", summary + "\n")
     return result
 
 
