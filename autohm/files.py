@@ -46,8 +46,19 @@ def check_output_file(
         guarded = Path(guarded).resolve()
         if resolved == guarded or guarded in resolved.parents:
             raise AutohmError(f"{what} {path} would overwrite the study's own {guarded.name}")
+    if _is_database(path):
+        raise AutohmError(f"{what} {path} is a database (a study's storage?): not overwritten")
     _writable_directory(path.parent, f"{what} {path}: the directory")
     return path
+
+
+def _is_database(path: Path) -> bool:
+    """Whether `path` is an existing SQLite file, which no output may replace."""
+    try:
+        with path.open("rb") as handle:
+            return handle.read(16) == b"SQLite format 3\x00"
+    except OSError:
+        return False
 
 
 def write_atomically(path: str | Path, write: Callable[[Path], object]) -> Path:

@@ -107,6 +107,7 @@ BAD = [  # (arguments, what the error line says); {db}, {root}: the fixture's pa
     ("bench scan --device tpu", "--device 'tpu' is not cpu, cuda or cuda:N"),
     ("bench deploy --fractions 1.5 --models built-in", "--fractions: 1.5 is not in"),
     ("bench deploy --json {root}", "--json {root} is a directory"),
+    ("bench scan --json {db}", "is a database (a study's storage?): not overwritten"),
     ("app --storage {root}/foreign.db", "no autohm study in the storage"),
     ("ablate --out {root}/run", "give either --config FILE or --study NAME"),
 ]
