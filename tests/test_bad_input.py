@@ -59,9 +59,8 @@ def _checkpoints(root):
     index = {"weight_map": {"backbone.embedding.weight": "../../../../etc/passwd"}}
     (root / "ckpt-escape" / "model.safetensors.index.json").write_text(json.dumps(index))
     config = json.loads((root / "ckpt-huge" / "config.json").read_text())
-    (root / "ckpt-huge" / "config.json").write_text(
-        json.dumps(config | {"d_model": 100_000, "n_layer": 100})
-    )
+    huge = {"hidden_size": 100_000, "intermediate_size": 200_000, "num_hidden_layers": 100}
+    (root / "ckpt-huge" / "config.json").write_text(json.dumps(config | huge))
 
 
 BAD = [  # (arguments, what the error line says); {db}, {root}: the fixture's paths
