@@ -223,16 +223,20 @@ def _workload(
     model: str | None,
     latency_batch: int | None,
     latency_seq_len: int | None,
+    progress,
     pooling: str = "last",
 ):
-    """The task and base model, with a status line while a base model pretrains, and the
-    deployment shape latency is timed at (checked before any work)."""
+    """The task and base model (`progress` hears of a base model pretrained on first use), and
+    the deployment shape latency is timed at (checked before any work)."""
     from autohm.measure import check_options
     from autohm.trial import Workload
 
     check_options(1 if latency_batch is None else latency_batch, latency_seq_len)
-    with console.status(f"loading task {task} and its base model (pretrained on first use)"):
-        return Workload.load(task, model, 0, latency_batch, latency_seq_len, pooling)
+    return Workload.load(task, model, 0, latency_batch, latency_seq_len, pooling, progress)
+
+
+def _quiet() -> typer.models.OptionInfo:
+    return typer.Option(False, "--quiet", "-q", help="No progress lines (errors still show).")
 
 
 def _from_export(option: str, given, saved: dict, key: str, default):
@@ -251,20 +255,18 @@ def pretrain(
     out: Path | None = typer.Option(None, help="Directory to write (default: the cache)."),
     steps: int = typer.Option(600, min=1, help="Next-token training steps."),
     seed: int = typer.Option(0, help="Seed of the splits and of the training."),
+    quiet: bool = _quiet(),
 ) -> None:
     """Pretrain the tiny base model of a task (next-token prediction on its training split)."""
     from autohm import pretrain as base
+    from autohm.phases import phase_log
     from autohm.tasks import load_task
 
     if out is not None:
         check_output_dir(out)
     loaded = load_task(task, seed=seed)
     target = out or base.cache_dir() / "pretrained" / base.base_model_name(loaded)
-    with console.status("pretraining") as status:
-
-        def progress(step: int, loss: float) -> None:
-            status.update(f"pretraining: step {step + 1}/{steps}, loss {loss:.3f}")
-
+    with phase_log(quiet) as progress:
         lm = base.pretrain(loaded, steps=steps, seed=seed, progress=progress)
     lm.save_pretrained(target)
     console.print(f"wrote {target}")
@@ -281,11 +283,13 @@ def train(
     seed: int | None = typer.Option(None, help="Override train.seed of the configuration."),
     latency_batch: int | None = _latency_batch(),
     latency_seq_len: int | None = _latency_seq_len(),
+    quiet: bool = _quiet(),
 ) -> None:
     """Train one configuration at full fidelity; write metrics.json, adapter, masks, PEFT export
     and the compact deployed model (DIR/deploy)."""
     from autohm.config import TrialConfig
     from autohm.deploy import describe
+    from autohm.phases import phase_log
     from autohm.runs import DEPLOY_DIR, SUMMARY_KEYS, train_and_save
     from autohm.search.export import read_run_settings
 
@@ -294,15 +298,16 @@ def train(
     saved = read_run_settings(config)
     if seed is not None:
         trial_config.train.seed = seed
-    workload = _workload(
-        _from_export("--task", task, saved, "task", "digits"),
-        _from_export("--model", model, saved, "model", None),
-        _from_export("--latency-batch", latency_batch, saved, "latency_batch", None),
-        _from_export("--latency-seq-len", latency_seq_len, saved, "latency_seq_len", None),
-        saved.get("pooling", "last"),
-    )
-    with console.status("training (scan order, masks, adapters, evaluation, measurement)"):
-        result = train_and_save(trial_config, workload, out)
+    with phase_log(quiet) as progress:
+        workload = _workload(
+            _from_export("--task", task, saved, "task", "digits"),
+            _from_export("--model", model, saved, "model", None),
+            _from_export("--latency-batch", latency_batch, saved, "latency_batch", None),
+            _from_export("--latency-seq-len", latency_seq_len, saved, "latency_seq_len", None),
+            progress,
+            saved.get("pooling", "last"),
+        )
+        result = train_and_save(trial_config, workload, out, progress)
     metrics = result.metrics
     console.print(
         _summary_table(
@@ -323,16 +328,18 @@ def baselines(
     ),
     latency_batch: int | None = _latency_batch(),
     latency_seq_len: int | None = _latency_seq_len(),
+    quiet: bool = _quiet(),
 ) -> None:
     """Measure full fine-tuning, linear probing, LoRA-only and IA3-only on the same base model."""
     from autohm.config import TrialConfig
+    from autohm.phases import phase_log
     from autohm.runs import run_baselines
 
     check_output_dir(out)
     like = TrialConfig.load(config) if config else None
-    workload = _workload(task, model, latency_batch, latency_seq_len)
-    with console.status("training the four baselines"):
-        table = run_baselines(workload, out, like)
+    with phase_log(quiet) as progress:
+        workload = _workload(task, model, latency_batch, latency_seq_len, progress)
+        table = run_baselines(workload, out, like, progress)
     by_metric = table.set_index("baseline").T.reset_index(names="metric")
     console.print(_summary_table("baselines", by_metric.to_dict("records")))
     console.print(f"wrote {out / 'baselines.csv'}")
@@ -367,12 +374,14 @@ def search(
     baselines: bool = typer.Option(False, help="Also enqueue the space's baselines first."),
     heartbeat: int = typer.Option(60, min=1, help="Seconds between heartbeats of a trial."),
     out: Path = typer.Option(Path("."), help="Directory for the default storage and artefacts."),
+    quiet: bool = _quiet(),
 ) -> None:
     """Search the recipe's knobs for the Pareto front of accuracy, FLOPs, parameters, latency."""
     import warnings
 
     import optuna
 
+    from autohm.phases import PhaseLog, phase_log
     from autohm.search.progress import SearchProgress
     from autohm.search.space import load_space
     from autohm.search.storage import locate
@@ -391,8 +400,17 @@ def search(
     length = f"{settings.latency_seq_len} tokens" if settings.latency_seq_len else "task length"
     shape = f"{settings.latency_batch} sequences of {length}"
     progress = SearchProgress(console, budget, n_jobs, shape)
+
+    def watch(number: int) -> PhaseLog:
+        """A trial's phases, once it has run for 30 s (short trials stay one line each)."""
+        return phase_log(quiet, live=False, every=30, after=30, label=f"trial {number}")
+
+    with phase_log(quiet) as loading:
+        workload = _workload(settings.task, settings.model, settings.latency_batch,
+                             settings.latency_seq_len, loading)  # fmt: skip
     try:
-        result = run_search(settings, callbacks=[progress], on_start=progress.header)
+        result = run_search(settings, workload, callbacks=[progress], on_start=progress.header,
+                            watch=watch)  # fmt: skip
     except optuna.exceptions.StorageInternalError as error:
         cause = " ".join(str(error.__cause__ or error).split())[:200]
         raise AutohmError(f"storage {settings.storage or settings.out}: {cause}") from None
@@ -455,11 +473,13 @@ def ablate(
     out: Path = typer.Option(Path("autohm-ablation"), help="Directory for tables and plots."),
     latency_batch: int | None = _latency_batch(),
     latency_seq_len: int | None = _latency_seq_len(),
+    quiet: bool = _quiet(),
 ) -> None:
     """Measure what each pillar and their combination contribute around one configuration."""
     from autohm.ablation import ablate as run_ablation
     from autohm.ablation import write_report
     from autohm.config import TrialConfig
+    from autohm.phases import phase_log
     from autohm.results import frame
 
     check_output_dir(out)
@@ -475,9 +495,9 @@ def ablate(
         opened = existing_study(storage, study, writable=True)  # the report is stored in it
         chosen, trial = picked_config(opened, pick)
         console.print(f"ablating around trial {trial.number} of {opened.study_name}")
-    workload = _workload(task, model, latency_batch, latency_seq_len)
-    with console.status("ablation") as status:
-        runs, notes = run_ablation(chosen, workload, list(range(seeds)), progress=status.update)
+    with phase_log(quiet) as progress:
+        workload = _workload(task, model, latency_batch, latency_seq_len, progress)
+        runs, notes = run_ablation(chosen, workload, list(range(seeds)), progress=progress)
     files = write_report(runs, notes, out, frame(opened) if opened is not None else None)
     if opened is not None:
         opened.set_user_attr("ablation", json.loads(files["json"].read_text()))

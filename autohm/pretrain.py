@@ -8,13 +8,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
 from autohm.model import MambaConfig, MambaLM
+from autohm.phases import Progress, ignore
 from autohm.tasks import Task
 from autohm.training import batches, optimiser_step
 
@@ -40,7 +40,7 @@ def pretrain(
     task: Task,
     steps: int = PRETRAIN_STEPS,
     seed: int = 0,
-    progress: Callable[[int, float], None] | None = None,
+    progress: Progress = ignore,
 ) -> MambaLM:
     """A fresh tiny MambaLM trained to predict the next token of the task's training sequences
     (padded targets skipped)."""
@@ -56,12 +56,11 @@ def pretrain(
         loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
         value = optimiser_step(loss, optimizer, "pretraining", step)
         schedule.step()
-        if progress is not None:
-            progress(step, value)
+        progress("pretraining the base model", step + 1, steps, f"loss {value:.3f}")
     return model.eval()
 
 
-def base_model(task: Task, model: str | None = None, progress=None) -> MambaLM:
+def base_model(task: Task, model: str | None = None, progress: Progress = ignore) -> MambaLM:
     """`model` (a checkpoint directory or Hub id) when given; otherwise the built-in model of
     the task, the cached one, or a freshly pretrained one (then cached)."""
     if model is not None:

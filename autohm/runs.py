@@ -12,6 +12,7 @@ from autohm.config import TrialConfig
 from autohm.deploy import describe
 from autohm.files import write_atomically, write_text
 from autohm.peft import export_peft
+from autohm.phases import Progress, ignore, labelled
 from autohm.trial import TrialResult, Workload, run_trial
 
 BASELINES = ("full", "head", "lora", "ia3")
@@ -22,11 +23,14 @@ SUMMARY_KEYS = (
 DEPLOY_DIR = "deploy"
 
 
-def train_and_save(config: TrialConfig, workload: Workload, out: str | Path) -> TrialResult:
+def train_and_save(
+    config: TrialConfig, workload: Workload, out: str | Path, progress: Progress = ignore
+) -> TrialResult:
     """Run `config` (validation and test accuracy) and write metrics.json, config.yaml,
     order.json, adapter.safetensors, masks.safetensors, the PEFT export under out/peft/ and
     the compact model under out/deploy/ (MambaClassifier.from_pretrained loads it)."""
-    result = run_trial(config, workload, test=True)
+    result = run_trial(config, workload, test=True, progress=progress)
+    progress("writing", detail=str(out))
     out = Path(out)
     result.save(out)
     export_peft(result.model, result.allocation, out / "peft", result.orders)
@@ -51,12 +55,16 @@ def baseline_config(mode: str, like: TrialConfig | None = None) -> TrialConfig:
 
 
 def run_baselines(
-    workload: Workload, out: str | Path, like: TrialConfig | None = None
+    workload: Workload,
+    out: str | Path,
+    like: TrialConfig | None = None,
+    progress: Progress = ignore,
 ) -> pd.DataFrame:
     """Measure every baseline; writes out/baselines.csv and out/baselines.json (one row each)."""
     rows = []
     for mode in BASELINES:
-        metrics = run_trial(baseline_config(mode, like), workload, test=True).metrics
+        step = labelled(progress, f"baseline {mode}")
+        metrics = run_trial(baseline_config(mode, like), workload, test=True, progress=step).metrics
         rows.append({"baseline": mode, **{k: metrics.get(k) for k in SUMMARY_KEYS}})
     table = pd.DataFrame(rows)
     out = Path(out)

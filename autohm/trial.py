@@ -26,6 +26,7 @@ from autohm.masking import (
     SparsityPenalty,
     TemperatureSchedule,
     attach_masks,
+    hard_density,
     mask_modules,
     set_temperature,
     sparsity_report,
@@ -49,6 +50,7 @@ from autohm.peft import (
     module_importance,
     save_adapter,
 )
+from autohm.phases import Progress, ignore
 from autohm.pretrain import base_model
 from autohm.scan_order import collect_statistics, correlation_cost, path_cost, permute_channels
 from autohm.scan_order import solve as solve_order
@@ -97,11 +99,13 @@ class Workload:
         latency_batch: int | None = None,
         latency_seq_len: int | None = None,
         pooling: Pooling = "last",
+        progress: Progress = ignore,
     ) -> Workload:
-        """The task and its base model; the deployment shape defaults to DEFAULT_BATCH
-        sequences of the task's length."""
+        """The task and its base model (pretrained on first use: `progress` hears of it); the
+        deployment shape defaults to DEFAULT_BATCH sequences of the task's length."""
+        progress("loading", detail=f"task {task}, base model {model or 'built-in'}")
         loaded = load_task(task, seed=seed)
-        base = base_model(loaded, model)
+        base = base_model(loaded, model, progress)
         batch = DEFAULT_BATCH if latency_batch is None else latency_batch
         return cls(loaded, base, model or "built-in", batch, latency_seq_len, pooling)
 
@@ -165,28 +169,31 @@ def run_trial(
     report: Report | None = None,
     latency: bool = True,
     test: bool = False,
+    progress: Progress = ignore,
 ) -> TrialResult:
     """Train and measure one configuration. `report(step, validation_accuracy, known_costs)` is
-    called at each fidelity step; when it returns True the trial stops with TrialPruned."""
+    called at each fidelity step; when it returns True the trial stops with TrialPruned.
+    `progress(phase, done, total, detail)` hears of every phase and step (autohm.phases)."""
     torch.manual_seed(config.train.seed)
     timings: dict[str, float] = {}
     task, model = workload.task, workload.new_classifier()
 
     clock = time.perf_counter()
-    order_info, orders = apply_scan_order(model, task, config)
+    order_info, orders = apply_scan_order(model, task, config, progress)
     timings["scan_order_s"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
     if config.masking.enabled:
-        learn_masks(model, task, config)
+        learn_masks(model, task, config, progress)
     timings["masks_s"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
     allocation = choose_allocation(model, config)
-    fine_tune(model, task, config, allocation, report)
+    fine_tune(model, task, config, allocation, report, progress)
     timings["fine_tune_s"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
+    progress("measurement", detail="accuracy, compaction, FLOPs, latency")
     metrics, small = measure(model, workload, config, latency, test)
     timings["measure_s"] = time.perf_counter() - clock
     metrics |= {
@@ -199,18 +206,22 @@ def run_trial(
     return TrialResult(config, model, metrics, orders, allocation, small)
 
 
-def apply_scan_order(model: MambaClassifier, task: Task, config: TrialConfig):
+def apply_scan_order(
+    model: MambaClassifier, task: Task, config: TrialConfig, progress: Progress = ignore
+):
     """Pillar 1 on every layer: statistics, cost, solve, permute; returns (record, orders)."""
     settings = config.scan_order
     clock = time.perf_counter()
     if settings.method == "identity":
         return {"method": "identity"}, [list(range(m.d_inner)) for m in mixers(model)]
+    progress("calibration", detail=f"{settings.calibration_batches} batches")
     stream = batches(task.train, config.train.batch_size, _generator(config, 1))
     calibration = (next(stream)[:2] for _ in range(settings.calibration_batches))
     stats = collect_statistics(model, calibration, source=settings.source)
     statistics_s = time.perf_counter() - clock
     layers, orders, solver_s = [], [], 0.0
-    for layer, acc in zip(model.backbone.layers, stats, strict=True):
+    for index, (layer, acc) in enumerate(zip(model.backbone.layers, stats, strict=True)):
+        progress("scan order", index, len(stats), f"solver {settings.method}")
         cost = correlation_cost(acc)
         if not np.isfinite(cost).all():
             raise TrialFailed("non-finite calibration statistics (the base model gives NaN/inf)")
@@ -238,7 +249,9 @@ def apply_scan_order(model: MambaClassifier, task: Task, config: TrialConfig):
     return record, orders
 
 
-def learn_masks(model: MambaClassifier, task: Task, config: TrialConfig) -> None:
+def learn_masks(
+    model: MambaClassifier, task: Task, config: TrialConfig, progress: Progress = ignore
+) -> None:
     """Pillar 2: train the mask logits (and the new head) with the base frozen."""
     settings = config.masking
     attach_masks(
@@ -260,7 +273,9 @@ def learn_masks(model: MambaClassifier, task: Task, config: TrialConfig) -> None
         set_temperature(model, schedule(step, settings.steps))
         ids, mask, labels = next(stream)
         loss = F.cross_entropy(model(ids, mask), labels) + penalty(model)
-        optimiser_step(loss, optimizer, "mask learning", step)
+        value = optimiser_step(loss, optimizer, "mask learning", step)
+        detail = f"loss {value:.3f}, sparsity {1 - hard_density(model):.0%}"
+        progress("mask learning", step + 1, settings.steps, detail)
 
 
 def choose_allocation(model: MambaClassifier, config: TrialConfig) -> dict[str, Allocation]:
@@ -289,6 +304,7 @@ def fine_tune(
     config: TrialConfig,
     allocation: dict[str, Allocation],
     report: Report | None,
+    progress: Progress = ignore,
 ) -> None:
     """Train the allocated adapters and the head (every weight in "full" mode), evaluating
     at each fidelity step: every `eval_every` steps, and at step 0 after mask learning."""
@@ -312,6 +328,7 @@ def fine_tune(
     costs = functools.cache(lambda: known_costs(model, task))
 
     def check(step: int) -> None:
+        progress("evaluation", detail=f"validation accuracy at fine-tuning step {step}")
         value = accuracy(model, task.validation)
         if report(step, value, costs):
             raise TrialPruned(step, value)
@@ -326,7 +343,8 @@ def fine_tune(
         loss = F.cross_entropy(model(ids, mask), labels)
         if penalty is not None:
             loss = loss + penalty(model)
-        optimiser_step(loss, optimizer, "fine-tuning", step)
+        value = optimiser_step(loss, optimizer, "fine-tuning", step)
+        progress("fine-tuning", step, settings.steps, f"loss {value:.3f}")
         if report is not None and step % settings.eval_every == 0 and step < settings.steps:
             check(step)
     model.eval()

@@ -54,7 +54,7 @@ class FakeRunner:
         self.marker = marker  # a file created when a call starts to hang
         self.calls = 0
 
-    def __call__(self, config, workload, report=None, latency=True, test=False):
+    def __call__(self, config, workload, report=None, latency=True, test=False, progress=None):
         call, self.calls = self.calls, self.calls + 1
         if call in self.interrupt_on:
             raise KeyboardInterrupt

@@ -4,7 +4,6 @@ solver and granularity variants where they apply; every variant over several see
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import product
 
@@ -12,6 +11,7 @@ import pandas as pd
 
 from autohm.config import TrialConfig
 from autohm.peft import apply_allocation, count_parameters
+from autohm.phases import Progress, ignore, labelled
 from autohm.trial import Workload, choose_allocation, run_trial
 
 SOLVERS = ("identity", "nearest_neighbor", "best", "importance")
@@ -59,16 +59,15 @@ def run_variants(
     variants: list[Variant],
     workload: Workload,
     seeds: list[int],
-    progress: Callable[[str], None] | None = None,
+    progress: Progress = ignore,
 ) -> pd.DataFrame:
     """One row per (variant, seed) with the objectives and the efficiency E."""
     rows = []
     for index, variant in enumerate(variants):
         for seed in seeds:
-            if progress is not None:
-                progress(f"variant {index + 1}/{len(variants)} {variant.name}, seed {seed}")
+            label = f"variant {index + 1}/{len(variants)} {variant.name}, seed {seed}"
             config = variant.config.with_changes(train={"seed": seed})
-            metrics = run_trial(config, workload).metrics
+            metrics = run_trial(config, workload, progress=labelled(progress, label)).metrics
             rows.append(
                 {
                     "variant": variant.name, "group": variant.group, "seed": seed,
@@ -84,7 +83,7 @@ def ablate(
     config: TrialConfig,
     workload: Workload,
     seeds: list[int],
-    progress: Callable[[str], None] | None = None,
+    progress: Progress = ignore,
 ) -> tuple[pd.DataFrame, dict]:
     """Every run of the ablation and what was decided on the way (matched rank, reference)."""
     notes: dict = {}

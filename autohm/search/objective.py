@@ -21,6 +21,7 @@ import optuna
 from optuna.artifacts import FileSystemArtifactStore, upload_artifact
 from optuna.trial import FrozenTrial, TrialState
 
+from autohm import phases
 from autohm.config import ConfigError
 from autohm.results import anchor_metrics, feasible
 from autohm.search.fidelity import KNOWN_COSTS, EarlyStop, Progress
@@ -97,6 +98,7 @@ class Objective:
     early_stop: EarlyStop = field(default_factory=EarlyStop)
     limits: Mapping[str, float] = field(default_factory=dict)  # objective name -> maximum
     stop: threading.Event = field(default_factory=threading.Event)  # set by Ctrl-C
+    watch: Callable[[int], phases.Progress] | None = None  # trial number -> its progress
     main_busy: bool = field(default=False, init=False)  # the main thread is inside a trial
 
     def __call__(self, trial: optuna.Trial) -> tuple[float, ...]:
@@ -127,7 +129,9 @@ class Objective:
             raise _failure(trial, f"invalid combination: {error}") from None
         trial.set_user_attr("config", config.model_dump(mode="json"))
         try:
-            result = self.runner(config, self.workload, report=self._reporter(trial))
+            progress = self.watch(trial.number) if self.watch else phases.ignore
+            report = self._reporter(trial)
+            result = self.runner(config, self.workload, report=report, progress=progress)
         except TrialPruned as stopped:
             trial.set_user_attr("pruned_at_step", stopped.step)
             trial.set_user_attr("accuracy_at_stop", stopped.accuracy)

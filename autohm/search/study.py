@@ -29,6 +29,7 @@ import optuna
 from autohm import __version__
 from autohm.errors import AutohmError
 from autohm.measure import DEFAULT_BATCH, check_options
+from autohm.phases import Progress
 from autohm.search.fidelity import RULES, EarlyStop
 from autohm.search.objective import Objective, TrialFailure, counts_toward_budget, mark_lost
 from autohm.search.objectives import DIRECTIONS, OBJECTIVES, OLD_OBJECTIVES
@@ -167,12 +168,14 @@ def run_search(
     runner: Callable | None = None,
     callbacks: Sequence[Callable] = (),
     on_start: Callable[[optuna.Study, Location], None] | None = None,
+    watch: Callable[[int], Progress] | None = None,
 ) -> optuna.Study:
     """Run trials until the study holds `budget` finished ones (none when it already does).
     `workload` and `runner` default to autohm.trial's (the workload is loaded first, so that a
     bad model or latency shape leaves no study behind); `callbacks` are Optuna trial callbacks
-    (progress). Ctrl-C marks the running trials as interrupted and raises KeyboardInterrupt;
-    completed trials are already stored."""
+    (progress lines), `watch(trial number)` the progress of a running trial (autohm.phases).
+    Ctrl-C marks the running trials as interrupted and raises KeyboardInterrupt; completed
+    trials are already stored."""
     workload = workload or Workload.load(
         settings.task,
         settings.model,
@@ -190,6 +193,7 @@ def run_search(
         settings.space, workload, runner, settings.budget, location.artifacts,
         EarlyStop(settings.prune, settings.prune_min_trials), settings.limits,
     )  # fmt: skip
+    objective.watch = watch
     with _interruptible(study, objective):
         study.optimize(
             objective,
