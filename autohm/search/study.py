@@ -86,6 +86,7 @@ class SearchSettings:
         if self.n_jobs < 1:
             raise AutohmError(f"--n-jobs must be at least 1, got {self.n_jobs}")
         check_options(self.latency_batch, self.latency_seq_len)
+        locate(self.storage, self.out)  # a malformed storage URL fails before anything loads
         if self.seed is not None and not 0 <= self.seed < SEEDS:
             raise AutohmError(f"--seed must be in [0, 2**32), got {self.seed}")
         limits = {
