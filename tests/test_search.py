@@ -384,12 +384,16 @@ def test_an_interrupt_keeps_completed_trials_and_is_not_counted(tmp_path):
 
 
 class CtrlCRunner(FakeRunner):
-    """Presses Ctrl-C (SIGINT to this process) during its third trial."""
+    """Presses Ctrl-C (SIGINT to this process) during its third trial, which goes on stepping."""
+
+    signal = signal.SIGINT
 
     def __call__(self, *args, **kwargs):
         if self.calls == 2:
-            os.kill(os.getpid(), signal.SIGINT)
-            time.sleep(1)  # the handler raises in here
+            os.kill(os.getpid(), self.signal)
+            for step in range(100):  # the trial ends at a step after the handler ran
+                kwargs["progress"]("fine-tuning", step, 100)
+                time.sleep(0.01)
         return super().__call__(*args, **kwargs)
 
 
@@ -402,14 +406,10 @@ def test_ctrl_c_in_a_trial_marks_it_interrupted(tmp_path):
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
-class TerminatingRunner(FakeRunner):
+class TerminatingRunner(CtrlCRunner):
     """A scheduler's SIGTERM to this process during the third trial."""
 
-    def __call__(self, *args, **kwargs):
-        if self.calls == 2:
-            os.kill(os.getpid(), signal.SIGTERM)
-            time.sleep(1)  # the handler raises in here
-        return super().__call__(*args, **kwargs)
+    signal = signal.SIGTERM
 
 
 def test_sigterm_stops_a_search_like_ctrl_c(tmp_path):

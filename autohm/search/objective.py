@@ -99,11 +99,8 @@ class Objective:
     limits: Mapping[str, float] = field(default_factory=dict)  # objective name -> maximum
     stop: threading.Event = field(default_factory=threading.Event)  # set by Ctrl-C
     watch: Callable[[int], phases.Progress] | None = None  # trial number -> its progress
-    main_busy: bool = field(default=False, init=False)  # the main thread is inside a trial
 
     def __call__(self, trial: optuna.Trial) -> tuple[float, ...]:
-        main = threading.current_thread() is threading.main_thread()
-        self.main_busy = main
         try:
             if self.stop.is_set():
                 raise KeyboardInterrupt
@@ -111,9 +108,18 @@ class Objective:
         except KeyboardInterrupt:
             trial.set_user_attr("interrupted", True)
             raise
-        finally:
-            if main:
-                self.main_busy = False
+
+    def _progress(self, number: int) -> phases.Progress:
+        """The trial's progress, which also ends it at its next step once Ctrl-C or SIGTERM
+        set `stop` (a signal handler that raised could land in any finalizer)."""
+        shown = self.watch(number) if self.watch else phases.ignore
+
+        def progress(*args: Any, **kwargs: Any) -> None:
+            if self.stop.is_set():
+                raise KeyboardInterrupt
+            shown(*args, **kwargs)
+
+        return progress
 
     def _run(self, trial: optuna.Trial) -> tuple[float, ...]:
         trial.set_user_attr(WORKER, f"{socket.gethostname()}:{os.getpid()}")
@@ -129,8 +135,7 @@ class Objective:
             raise _failure(trial, f"invalid combination: {error}") from None
         trial.set_user_attr("config", config.model_dump(mode="json"))
         try:
-            progress = self.watch(trial.number) if self.watch else phases.ignore
-            report = self._reporter(trial)
+            report, progress = self._reporter(trial), self._progress(trial.number)
             result = self.runner(config, self.workload, report=report, progress=progress)
         except TrialPruned as stopped:
             trial.set_user_attr("pruned_at_step", stopped.step)

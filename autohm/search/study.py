@@ -222,10 +222,10 @@ class Terminated(KeyboardInterrupt):
 
 @contextmanager
 def _interruptible(study: optuna.Study, objective: Objective) -> Iterator[None]:
-    """The first Ctrl-C or SIGTERM stops the search cleanly: no new trial starts, a trial
-    running in the main thread is interrupted at once, trials in worker threads at their next
-    fidelity step, each marked `interrupted`; then KeyboardInterrupt (Terminated for SIGTERM).
-    A second signal acts as usual."""
+    """The first Ctrl-C or SIGTERM stops the search cleanly: no new trial starts, running trials
+    end at their next step (the handler only sets flags: raising from it could land in any
+    finalizer), each marked `interrupted`; then KeyboardInterrupt (Terminated for SIGTERM). A
+    second signal acts as usual."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -243,13 +243,15 @@ def _interruptible(study: optuna.Study, objective: Objective) -> Iterator[None]:
             study.stop()
         for number in signals:
             signal.signal(number, previous[number])
-        if objective.main_busy:
-            raise stopped()
 
     for number in signals:
         signal.signal(number, handler)
     try:
         yield
+    except KeyboardInterrupt:
+        if received:
+            raise stopped() from None
+        raise
     finally:
         for number in signals:
             signal.signal(number, previous[number])
