@@ -7,8 +7,10 @@ from __future__ import annotations
 import copy
 import functools
 import json
+import os
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -209,7 +211,9 @@ def run_trial(
 def apply_scan_order(
     model: MambaClassifier, task: Task, config: TrialConfig, progress: Progress = ignore
 ):
-    """Pillar 1 on every layer: statistics, cost, solve, permute; returns (record, orders)."""
+    """Pillar 1 on every layer: statistics, cost, solve (layers in parallel threads: the
+    solvers release the GIL), permute; returns (record, orders). The record gives each layer's
+    path costs, the time its statistics added to the calibration forward and its solve time."""
     settings = config.scan_order
     clock = time.perf_counter()
     if settings.method == "identity":
@@ -219,29 +223,46 @@ def apply_scan_order(
     calibration = (next(stream)[:2] for _ in range(settings.calibration_batches))
     stats = collect_statistics(model, calibration, source=settings.source)
     statistics_s = time.perf_counter() - clock
-    layers, orders, solver_s = [], [], 0.0
-    for index, (layer, acc) in enumerate(zip(model.backbone.layers, stats, strict=True)):
-        progress("scan order", index, len(stats), f"solver {settings.method}")
-        cost = correlation_cost(acc)
-        if not np.isfinite(cost).all():
-            raise TrialFailed("non-finite calibration statistics (the base model gives NaN/inf)")
-        identity = np.arange(cost.shape[0])
+    costs = [correlation_cost(acc) for acc in stats]
+    if not all(np.isfinite(cost).all() for cost in costs):
+        raise TrialFailed("non-finite calibration statistics (the base model gives NaN/inf)")
+    layers = model.backbone.layers
+
+    def solve_layer(index: int) -> tuple[np.ndarray, float]:
         clock = time.perf_counter()
-        importance = layer.mixer.out_proj.weight.detach().norm(dim=0).double().numpy()
+        importance = layers[index].mixer.out_proj.weight.detach().norm(dim=0).double().numpy()
         perm = solve_order(
-            cost, settings.method, seed=config.train.seed, importance=importance,
+            costs[index], settings.method, seed=config.train.seed, importance=importance,
             time_limit=settings.time_limit,
         )  # fmt: skip
-        solver_s += time.perf_counter() - clock
+        return perm, time.perf_counter() - clock
+
+    clock = time.perf_counter()
+    progress("scan order", 0, len(costs), f"solver {settings.method}")
+    solved: dict[int, tuple[np.ndarray, float]] = {}
+    with ThreadPoolExecutor(max_workers=min(len(costs), os.cpu_count() or 1)) as pool:
+        futures = {pool.submit(solve_layer, index): index for index in range(len(costs))}
+        for future in as_completed(futures):
+            solved[futures[future]] = future.result()
+            progress("scan order", len(solved), len(costs), f"solver {settings.method}")
+    solver_s = time.perf_counter() - clock
+    records, orders = [], []
+    for index, (layer, cost, acc) in enumerate(zip(layers, costs, stats, strict=True)):
+        perm, solve_s = solved[index]
         permute_channels(layer.mixer, perm)
         orders.append(perm.tolist())
-        layers.append({"before": path_cost(cost, identity), "after": path_cost(cost, perm)})
+        records.append({
+            "before": path_cost(cost, np.arange(cost.shape[0])),
+            "after": path_cost(cost, perm),
+            "statistics_s": acc.seconds,
+            "solve_s": solve_s,
+        })  # fmt: skip
     record = {
         "method": settings.method,
         "source": settings.source,
-        "path_cost_before": sum(layer["before"] for layer in layers),
-        "path_cost_after": sum(layer["after"] for layer in layers),
-        "layers": layers,
+        "path_cost_before": sum(layer["before"] for layer in records),
+        "path_cost_after": sum(layer["after"] for layer in records),
+        "layers": records,
         "statistics_s": statistics_s,
         "solver_s": solver_s,
         "precompute_s": statistics_s + solver_s,

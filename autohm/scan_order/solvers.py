@@ -39,14 +39,17 @@ Methods (METHODS; each returns a valid permutation for every n >= 1):
 - importance: argsort of `importance`, descending (most important channel first; ties keep the
   channel order). Ignores the cost.
 - best: nearest_neighbor, then 2-opt and Or-opt together until neither improves, then iterated
-  local search: 50 * n times, swap two adjacent runs of 1 to 10 nodes at a random place (a
+  local search: K times, swap two adjacent runs of 1 to 10 nodes at a random place (a
   double bridge), descend with 2-opt + Or-opt from the six nodes touched, and keep the result
-  unless it is worse. About 0.7 s at n = 512 and 5 s at n = 1536 (2 cores); within about 0.3%
-  of LKH on correlation costs (benchmarks/scan_order_solvers.py).
+  unless it is worse. K = 50 n up to n = 512, then 50 * 512^2 / n, so a layer costs about what
+  it costs at n = 512: about 0.7 s at n = 512 and 1 s at n = 1536 (mamba-130m's d_inner; 0.5 %
+  above the 50 n search there, which took 5 s); within about 0.3 % of LKH on correlation costs
+  up to n = 512 (benchmarks/scan_order_solvers.py).
 
 Determinism: every method returns the same permutation for the same input and seed, unless a
 `time_limit` cuts annealing or best short (they check the clock between 20 chunks of work).
-The numba kernels compile on first use (several seconds) and are cached on disk (cache=True).
+The numba kernels compile on first use (several seconds) and are cached on disk (cache=True);
+they release the GIL, so layers can be solved in parallel threads.
 """
 
 from __future__ import annotations
@@ -76,7 +79,8 @@ _NEIGHBOURS = 32  # neighbour-list length of the local searches
 _ANNEAL_NEIGHBOURS = 16  # annealing joins a node to one of its this many cheapest partners
 _ANNEAL_MOVES_PER_NODE = 5000
 _ANNEAL_COOLING = 1e-3  # final temperature / start temperature
-_KICKS_PER_NODE = 50  # iterated local search ("best")
+_KICKS_PER_NODE = 50  # iterated local search ("best"), up to _KICKS_FULL_N nodes
+_KICKS_FULL_N = 512
 _KICK_MAX_SEGMENT = 10
 _CHUNKS = 20  # annealing and best check time_limit between this many chunks of work
 _LKH_SCALE = 1e6
@@ -204,7 +208,7 @@ def _nn_starts(n: int, seed: int) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).choice(n, size=count, replace=False))
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _nearest_neighbour(cost, starts):
     n = cost.shape[0]
     best = np.arange(n)
@@ -233,7 +237,7 @@ def _nearest_neighbour(cost, starts):
     return best
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _held_karp(cost):
     n = cost.shape[0]
     full = (1 << n) - 1
@@ -307,7 +311,7 @@ def _open_path(tour: np.ndarray) -> np.ndarray:
     return np.roll(tour, -dummy)[1:].astype(np.int64)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _positions(tour):
     pos = np.empty_like(tour)
     for k in range(tour.size):
@@ -315,7 +319,7 @@ def _positions(tour):
     return pos
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _tour_cost(ext, tour):
     total = ext[tour[-1], tour[0]]
     for k in range(tour.size - 1):
@@ -323,7 +327,7 @@ def _tour_cost(ext, tour):
     return total
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _push(node, queue, queued, qstate):
     """Append `node` to the circular work queue unless it is already in it (don't-look bits)."""
     if not queued[node]:
@@ -332,7 +336,7 @@ def _push(node, queue, queued, qstate):
         qstate[1] += 1
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _reverse_arc(tour, pos, i, j):
     """Reverse the arc from position i forward to position j, or the complement if shorter."""
     m = tour.size
@@ -347,7 +351,7 @@ def _reverse_arc(tour, pos, i, j):
         j = j - 1 if j > 0 else m - 1
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _two_opt_move(tour, pos, a, b, c, d):
     """Replace edges (a, b), (c, d) by (a, c), (b, d); b, d follow a, c in the same direction."""
     if b == c or a == d:
@@ -358,7 +362,7 @@ def _two_opt_move(tour, pos, a, b, c, d):
         _reverse_arc(tour, pos, pos[a], pos[d])
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _try_two_opt(ext, neigh, tour, pos, a, eps, queue, queued, qstate):
     """First-improvement 2-opt from node a: (a, b), (c, d) -> (a, c), (b, d); returns the gain."""
     m = tour.size
@@ -380,7 +384,7 @@ def _try_two_opt(ext, neigh, tour, pos, a, eps, queue, queued, qstate):
     return 0.0
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _move_segment(tour, pos, p, f, last, q, c, e, x):
     """Or-opt as 2-opt moves: segment f..last (between p and q) goes between c and e, x next to c.
 
@@ -397,7 +401,7 @@ def _move_segment(tour, pos, p, f, last, q, c, e, x):
         _two_opt_move(tour, pos, c, last, f, e)  # p q .. c f .. last e
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _try_or_opt(ext, neigh, tour, pos, a, eps, queue, queued, qstate):
     """Or-opt for the segments of 1 to 3 nodes that start at node a (either way); the gain."""
     m = tour.size
@@ -427,7 +431,7 @@ def _try_or_opt(ext, neigh, tour, pos, a, eps, queue, queued, qstate):
     return 0.0
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _descend(ext, neigh, tour, pos, eps, queue, queued, qstate, two_opt, or_opt):
     """Improving moves from the queued nodes until the queue is empty; the total gain."""
     total = 0.0
@@ -445,7 +449,7 @@ def _descend(ext, neigh, tour, pos, eps, queue, queued, qstate, two_opt, or_opt)
     return total
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _local_search(ext, neigh, tour, eps, two_opt, or_opt):
     """Descend from `tour` (in place) until a pass with every node queued finds no move.
 
@@ -461,7 +465,7 @@ def _local_search(ext, neigh, tour, eps, two_opt, or_opt):
         gain = _descend(ext, neigh, tour, pos, eps, tour.copy(), queued, qstate, two_opt, or_opt)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _iterated_local_search(ext, neigh, best, kicks, max_segment, eps, seed):
     """`kicks` rounds of: swap two random adjacent arcs (a double bridge), descend, keep the
     result unless it got worse. `best` must be a local optimum; it is updated in place."""
@@ -497,7 +501,7 @@ def _iterated_local_search(ext, neigh, best, kicks, max_segment, eps, seed):
             pos = _positions(tour)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _anneal(ext, neigh, tour, best, temperature, cooling, moves, seed):
     """Metropolis 2-opt moves at a geometrically falling temperature; best tour kept in `best`."""
     np.random.seed(seed)
@@ -549,12 +553,20 @@ def _improve_or_opt(ext, neigh, tour, eps, seed, time_limit):
 def _improve_best(ext, neigh, tour, eps, seed, time_limit):
     t0 = time.perf_counter()
     _local_search(ext, neigh, tour, eps, True, True)
-    kicks = -(-_KICKS_PER_NODE * (tour.size - 1) // _CHUNKS)
+    kicks = -(-_ils_kicks(tour.size - 1) // _CHUNKS)
     for chunk_seed in _chunk_seeds(seed):
         if _out_of_time(t0, time_limit):
             break
         _iterated_local_search(ext, neigh, tour, kicks, _KICK_MAX_SEGMENT, eps, chunk_seed)
     return tour
+
+
+def _ils_kicks(n: int) -> int:
+    """The iterated local search's budget: 50 n kicks up to n = 512, then 50 * 512 * (512 / n),
+    so that a layer's search costs about what it costs at n = 512 however wide the layer."""
+    if n <= _KICKS_FULL_N:
+        return _KICKS_PER_NODE * n
+    return _KICKS_PER_NODE * _KICKS_FULL_N * _KICKS_FULL_N // n
 
 
 def _start_temperature(ext, neigh, tour, eps, seed) -> float:
