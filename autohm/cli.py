@@ -187,7 +187,10 @@ TASK_HELP = (
     "options as NAME?KEY=VALUE,..."
 )
 MODEL_HELP = "A checkpoint directory or Hub id (default: the built-in base model of the task)."
-LATENCY_BATCH_HELP = "Deployment shape latency is timed at: sequences per batch (default 32)."
+LATENCY_BATCH_HELP = (
+    "Deployment shape latency is timed at: sequences per batch (default: 32 for small models, "
+    "fewer for large ones, down to 1 for mamba-130m; docs/measurement.md)."
+)
 LATENCY_SEQ_LEN_HELP = "Deployment shape latency is timed at: tokens (default: the task's)."
 
 
@@ -397,9 +400,6 @@ def search(
         heartbeat_s=heartbeat,
     )  # fmt: skip
     check_output_dir(settings.out)
-    length = f"{settings.latency_seq_len} tokens" if settings.latency_seq_len else "task length"
-    shape = f"{settings.latency_batch} sequences of {length}"
-    progress = SearchProgress(console, budget, n_jobs, shape)
 
     def watch(number: int) -> PhaseLog:
         """A trial's phases, once it has run for 30 s (short trials stay one line each)."""
@@ -408,6 +408,9 @@ def search(
     with phase_log(quiet) as loading:
         workload = _workload(settings.task, settings.model, settings.latency_batch,
                              settings.latency_seq_len, loading)  # fmt: skip
+    length = f"{settings.latency_seq_len} tokens" if settings.latency_seq_len else "task length"
+    shape = f"{workload.latency_batch} sequences of {length}"
+    progress = SearchProgress(console, budget, n_jobs, shape)
     try:
         result = run_search(settings, workload, callbacks=[progress], on_start=progress.header,
                             watch=watch)  # fmt: skip

@@ -374,7 +374,8 @@ def scan_costs(row: Mapping[str, Any]) -> pd.DataFrame:
 
 
 def timings(row: Mapping[str, Any]) -> pd.DataFrame:
-    """Seconds spent in each phase of one trial (scan order, masks, fine-tuning, measurement)."""
+    """Seconds spent in each phase of one trial (scan order, masks, fine-tuning, evaluation,
+    measurement)."""
     prefix = "metric.timings."
     records = [
         {"phase": key.removeprefix(prefix).removesuffix("_s").replace("_", " "), "seconds": value}

@@ -10,6 +10,7 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 from autohm.errors import AutohmError
+from autohm.model.mixer import MambaMixer
 
 
 class TrialFailed(AutohmError):
@@ -43,13 +44,27 @@ def optimiser_step(
     return value
 
 
+EVAL_BATCH = 256  # sequences per evaluation forward, at most
+EVAL_ACTIVATION = 2**23  # elements of one layer's widest activation in an evaluation forward
+
+
+def evaluation_batch(model: nn.Module, seq_len: int) -> int:
+    """Sequences per evaluation forward: EVAL_BATCH, fewer where a layer's activations would
+    pass EVAL_ACTIVATION elements (a wide model at batch 256 runs slower per token: its
+    activations leave the caches)."""
+    widest = max((m.d_inner for m in model.modules() if isinstance(m, MambaMixer)), default=1)
+    return max(1, min(EVAL_BATCH, EVAL_ACTIVATION // max(seq_len * widest, 1)))
+
+
 @torch.inference_mode()
-def accuracy(model: nn.Module, dataset: TensorDataset, batch_size: int = 256) -> float:
-    """Classification accuracy of `model` (evaluation mode: hard masks) on a split."""
+def accuracy(model: nn.Module, dataset: TensorDataset, batch_size: int | None = None) -> float:
+    """Classification accuracy of `model` (evaluation mode: hard masks) on a split, in batches
+    of `batch_size` sequences (default: evaluation_batch)."""
     was_training = model.training
     model.eval()
     correct = 0
     ids, mask, labels = dataset.tensors
+    batch_size = batch_size or evaluation_batch(model, ids.shape[1])
     for start in range(0, len(labels), batch_size):
         window = slice(start, start + batch_size)
         logits = model(ids[window], mask[window])

@@ -39,6 +39,7 @@ from autohm.measure import (
     Latency,
     check_shape,
     count_flops,
+    default_batch,
     deployed_flops,
     measure_latency,
 )
@@ -61,6 +62,9 @@ from autohm.tasks import Task, load_task
 from autohm.training import TrialFailed, accuracy, batches, optimiser_step
 
 __all__ = ["TrialFailed", "TrialPruned", "TrialResult", "Workload", "run_trial"]
+
+LATENCY_BUDGET_S = 5.0  # a trial's latency measurement: the full protocol where it fits (small
+# models, GPUs), fewer runs of a large model on a CPU (autohm.measure.latency)
 
 Report = Callable[[int, float, Callable[[], dict[str, float]]], bool]
 """report(step, validation_accuracy, known_costs) -> stop? known_costs() computes the trial's
@@ -104,11 +108,13 @@ class Workload:
         progress: Progress = ignore,
     ) -> Workload:
         """The task and its base model (pretrained on first use: `progress` hears of it); the
-        deployment shape defaults to DEFAULT_BATCH sequences of the task's length."""
+        deployment shape defaults to the model's default batch (autohm.measure.default_batch)
+        of sequences of the task's length."""
         progress("loading", detail=f"task {task}, base model {model or 'built-in'}")
         loaded = load_task(task, seed=seed)
         base = base_model(loaded, model, progress)
-        batch = DEFAULT_BATCH if latency_batch is None else latency_batch
+        length = loaded.seq_len if latency_seq_len is None else latency_seq_len
+        batch = default_batch(base.config, length) if latency_batch is None else latency_batch
         return cls(loaded, base, model or "built-in", batch, latency_seq_len, pooling)
 
     @property
@@ -191,12 +197,19 @@ def run_trial(
 
     clock = time.perf_counter()
     allocation = choose_allocation(model, config)
-    fine_tune(model, task, config, allocation, report, progress)
-    timings["fine_tune_s"] = time.perf_counter() - clock
+    fidelity_s = fine_tune(model, task, config, allocation, report, progress)
+    timings["fine_tune_s"] = time.perf_counter() - clock - fidelity_s
 
     clock = time.perf_counter()
-    progress("measurement", detail="accuracy, compaction, FLOPs, latency")
-    metrics, small = measure(model, workload, config, latency, test)
+    progress("evaluation", detail="validation accuracy of the compact model")
+    model.eval()
+    small = compact(model)
+    metrics = evaluate(small, task, test)
+    timings["evaluation_s"] = time.perf_counter() - clock + fidelity_s
+
+    clock = time.perf_counter()
+    progress("measurement", detail="parameters, FLOPs, latency")
+    metrics |= measure(model, small, workload, config, latency)
     timings["measure_s"] = time.perf_counter() - clock
     metrics |= {
         "allocation": _allocation_table(model, allocation),
@@ -326,9 +339,11 @@ def fine_tune(
     allocation: dict[str, Allocation],
     report: Report | None,
     progress: Progress = ignore,
-) -> None:
+) -> float:
     """Train the allocated adapters and the head (every weight in "full" mode), evaluating
-    at each fidelity step: every `eval_every` steps, and at step 0 after mask learning."""
+    at each fidelity step: every `eval_every` steps, and at step 0 after mask learning (on the
+    compact form, which computes the same outputs faster). Returns the seconds evaluations
+    took."""
     settings, joint = config.train, config.masking.enabled and config.masking.joint
     alpha = config.peft.alpha
     apply_allocation(model, allocation, lora_alpha=alpha, seed=settings.seed, train_masks=joint)
@@ -348,9 +363,14 @@ def fine_tune(
     stream = batches(task.train, settings.batch_size, _generator(config, 3))
     costs = functools.cache(lambda: known_costs(model, task))
 
+    evaluation_s = 0.0
+
     def check(step: int) -> None:
+        nonlocal evaluation_s
+        clock = time.perf_counter()
         progress("evaluation", detail=f"validation accuracy at fine-tuning step {step}")
-        value = accuracy(model, task.validation)
+        value = accuracy(compact(model), task.validation)  # the same outputs, cheaper to run
+        evaluation_s += time.perf_counter() - clock
         if report(step, value, costs):
             raise TrialPruned(step, value)
 
@@ -369,6 +389,7 @@ def fine_tune(
         if report is not None and step % settings.eval_every == 0 and step < settings.steps:
             check(step)
     model.eval()
+    return evaluation_s
 
 
 def known_costs(model: MambaClassifier, task: Task) -> dict[str, float]:
@@ -378,23 +399,31 @@ def known_costs(model: MambaClassifier, task: Task) -> dict[str, float]:
     return {"flops": float(flops), "params": float(count_parameters(model).params)}
 
 
-def measure(
-    model: MambaClassifier, workload: Workload, config: TrialConfig, latency: bool, test: bool
-):
-    """The objectives and what explains them: accuracy, parameters, and the FLOPs and latency
-    of the compact model, the form that deploys (masked channels and states removed)."""
-    task = workload.task
-    model.eval()
-    metrics = {"accuracy": accuracy(model, task.validation), "pooling": model.pooling}
+def evaluate(small: MambaClassifier, task: Task, test: bool) -> dict:
+    """Validation (and with `test`, test) accuracy of the compact model: what deploys, and the
+    cheapest form to run (it computes the masked model's outputs, tests/test_deploy.py)."""
+    metrics = {"accuracy": accuracy(small, task.validation), "pooling": small.pooling}
     if test:
-        metrics["test_accuracy"] = accuracy(model, task.test)
+        metrics["test_accuracy"] = accuracy(small, task.test)
+    return metrics
+
+
+def measure(
+    model: MambaClassifier,
+    small: MambaClassifier,
+    workload: Workload,
+    config: TrialConfig,
+    latency: bool,
+) -> dict:
+    """The cost objectives and what explains them: the trained model's parameters, and the
+    FLOPs and latency of `small`, its compact form (masked channels and states removed)."""
+    task = workload.task
     counts = count_parameters(model)
-    metrics |= {
+    metrics = {
         "params": counts.params,
         "params_masked": counts.params_masked,
         "params_total": counts.params_total,
     }
-    small = compact(model)
     flops, sparse = deployed_flops(small, task.seq_len)
     metrics |= {
         "flops": flops.total,
@@ -416,7 +445,7 @@ def measure(
             "latency_seq_len": timing.seq_len,
             "device": timing.to_dict(),
         }
-    return metrics, small
+    return metrics
 
 
 def measure_deployed_latency(small: MambaClassifier, workload: Workload) -> Latency:
@@ -426,7 +455,10 @@ def measure_deployed_latency(small: MambaClassifier, workload: Workload) -> Late
     ids = workload.latency_inputs()
     try:
         device = default_device()
-        return measure_latency(small, ids, device=device, reference=workload.latency_reference)
+        return measure_latency(
+            small, ids, device=device, reference=workload.latency_reference,
+            budget_s=LATENCY_BUDGET_S,
+        )  # fmt: skip
     except RuntimeError as error:  # torch.OutOfMemoryError, or the CPU allocator's failure
         if not isinstance(error, torch.OutOfMemoryError) and "allocate" not in str(error):
             raise

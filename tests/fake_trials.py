@@ -41,6 +41,13 @@ def fake_metrics(config: TrialConfig) -> dict:
     }
 
 
+class FakeWorkload:
+    """Stands in for autohm.trial.Workload: FakeRunner never reads it; the search records its
+    deployment batch in the study."""
+
+    latency_batch = 32
+
+
 class FakeRunner:
     """Call number k (0-based, per runner) may fail, be interrupted or hang for ever."""
 

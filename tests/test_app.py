@@ -19,7 +19,7 @@ import optuna
 import pytest
 import yaml
 from browser import Browser, chromium
-from fake_trials import FakeRunner, fake_metrics
+from fake_trials import FakeRunner, FakeWorkload, fake_metrics
 from optuna.trial import TrialState
 from streamlit.testing.v1 import AppTest
 
@@ -76,7 +76,7 @@ def fake_study(tmp_path_factory):
     settings = SearchSettings(budget=16, space=load_space("quick"), out=out, heartbeat_s=None,
                               baselines=True, max_params=1500, prune_min_trials=8,
                               sampler="random")  # fmt: skip
-    study = run_search(settings, workload=object(), runner=FakeRunner(fail_on=[6]))
+    study = run_search(settings, workload=FakeWorkload(), runner=FakeRunner(fail_on=[6]))
     study.set_user_attr("ablation", ABLATION)
     return f"sqlite:///{out / 'autohm.db'}", study.study_name
 
@@ -178,7 +178,8 @@ def test_a_trial_s_measurements_as_tables(real_study):
     row = snapshot.table.iloc[0]
     grid = results.allocation(row)
     assert set(grid["method"]) <= {"lora", "ia3", "frozen"} and len(grid) == 2 * 4  # 2 layers
-    assert set(results.timings(row)["phase"]) == {"scan order", "masks", "fine tune", "measure"}
+    phases = {"scan order", "masks", "fine tune", "evaluation", "measure"}
+    assert set(results.timings(row)["phase"]) == phases
     assert results.latency_record(row)["device"] == "cpu"
     masks = results.sparsity(row)
     assert masks.empty or masks["sparsity"].between(0, 1).all()

@@ -10,7 +10,7 @@ import sys
 import optuna
 import pytest
 import torch
-from fake_trials import FakeRunner
+from fake_trials import FakeRunner, FakeWorkload
 from helpers import tiny_config
 from safetensors.torch import load_file, save_file
 
@@ -28,7 +28,7 @@ def place(tmp_path_factory):
     a trial configuration, broken YAML files and broken checkpoints."""
     root = tmp_path_factory.mktemp("bad")
     settings = SearchSettings(budget=3, space=load_space("quick"), out=root, heartbeat_s=None)
-    run_search(settings, workload=object(), runner=FakeRunner())
+    run_search(settings, workload=FakeWorkload(), runner=FakeRunner())
     foreign = optuna.create_study(storage=f"sqlite:///{root / 'foreign.db'}", study_name="x")
     foreign.add_trial(optuna.trial.create_trial(value=1.0))
     TrialConfig().save(root / "config.yaml")

@@ -183,6 +183,17 @@ def test_adapters_are_merged_before_compaction(mode):
     assert_same(model(ids, mask), expected, torch.float64)  # the model itself is unchanged
 
 
+def test_a_model_compacts_straight_after_a_training_step():
+    """The masks' samples of the last training pass belong to its autograd graph; a copy (and
+    so compaction) must not try to carry them."""
+    model = masked_model("classifier", torch.float32).train()
+    ids, mask = padded_batch()
+    model(ids, mask).sum().backward()
+    model.eval()
+    with torch.no_grad():
+        assert_same(compact(model)(ids, mask), model(ids, mask), torch.float32)
+
+
 @torch.no_grad()
 def test_compaction_follows_a_permuted_channel_order():
     model = masked_model("classifier", torch.float64)

@@ -15,15 +15,19 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from autohm.measure import (
     CONVENTION,
+    DEFAULT_BATCH,
     analytic_flops,
     count_flops,
+    default_batch,
     measure_latency,
     scan_flops,
 )
 from autohm.measure import latency as latency_module
+from autohm.measure.deployment import FORWARD_WORK
 from autohm.measure.environment import scan_backends_in_use
-from autohm.model import MambaClassifier, MambaMixer
+from autohm.model import MambaClassifier, MambaConfig, MambaMixer
 from autohm.ops import available_backends, resolve_backend, selective_scan
+from autohm.trial import Workload
 
 # Tiny model (d_model=16, d_inner=32, N=4, dt_rank=1, d_conv=4, 3 labels), L=8, batch 1; T = 8.
 PER_LAYER = {
@@ -250,6 +254,22 @@ def test_latency_beside_a_reference_alternates_turns_and_compares_fast_runs(monk
     assert alone.relative is None and alone.reference_median_ms is None
 
 
+@pytest.mark.parametrize(
+    "run_s, warmup, repeats",
+    [(0.001, 5, 30), (1.0, 1, 9), (60.0, 1, 5)],  # the full protocol fits; 10 rounds fit; none
+)
+def test_a_latency_budget_shrinks_the_runs_of_a_slow_model(monkeypatch, run_s, warmup, repeats):
+    """The first warmup round (the model and its reference) is timed; the counts shrink so
+    that the rounds fit the budget, keeping one warmup and MIN_REPEATS timed rounds."""
+    clock = [0.0]
+    monkeypatch.setattr(latency_module, "perf_counter", lambda: clock[0])
+    model, reference = (FakeClockModel([run_s] * 70, clock) for _ in range(2))
+    result = measure_latency(model, torch.zeros(1, 4), reference=reference, budget_s=20.0)
+    assert (result.warmup, result.repeats) == (warmup, repeats)
+    assert len(model.calls) == len(reference.calls) == warmup + repeats
+    assert latency_module.MIN_REPEATS == 5
+
+
 def test_latency_reports_its_environment():
     model = MambaClassifier(tiny_config(), num_labels=3)
     ids = torch.randint(0, 37, (2, 6))
@@ -286,3 +306,18 @@ def test_on_cuda_events_triton_and_the_same_flops():
     assert result.device_name == torch.cuda.get_device_name()
     assert result.median_ms > 0
     assert count_flops(model, seq_len=8).by_module == EXPECTED
+
+
+def test_the_default_deployment_batch_gives_one_forward_enough_work():
+    """The fewest sequences (a power of two, at most 32) that make FORWARD_WORK FLOPs: 32 for
+    small models, 1 for a mamba-130m-sized one, in between for mid-sized ones."""
+    assert default_batch(MambaConfig(d_model=768, n_layer=24, vocab_size=50280), 64) == 1
+    assert default_batch(tiny_config(), 64) == DEFAULT_BATCH == 32
+    mid = MambaConfig(d_model=256, n_layer=4, vocab_size=64)
+    batch, per_sequence = (
+        default_batch(mid, 256),
+        sum(analytic_flops(mid, 256, num_labels=2).values()),
+    )
+    assert 1 < batch < DEFAULT_BATCH and batch & (batch - 1) == 0
+    assert batch * per_sequence >= FORWARD_WORK > batch // 2 * per_sequence
+    assert Workload.load("digits").latency_batch == 32  # the built-in model's default

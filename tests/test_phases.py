@@ -73,9 +73,9 @@ def test_a_trial_reports_every_phase_in_order():
               latency=False)  # fmt: skip
     phases = list(dict.fromkeys(phase for phase, _, _ in seen))
     assert phases == ["run: calibration", "run: scan order", "run: mask learning",
-                      "run: fine-tuning", "run: measurement"]  # fmt: skip
+                      "run: fine-tuning", "run: evaluation", "run: measurement"]  # fmt: skip
     assert ("run: mask learning", 4, 4) in seen and ("run: fine-tuning", 6, 6) in seen
-    assert ("run: scan order", 1, 2) in seen
+    assert ("run: scan order", 1, 2) in seen and ("run: scan order", 2, 2) in seen
 
 
 @pytest.mark.parametrize("quiet", [False, True])

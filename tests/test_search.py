@@ -20,7 +20,7 @@ import optuna
 import pandas as pd
 import pytest
 import yaml
-from fake_trials import FakeRunner, fake_metrics
+from fake_trials import FakeRunner, FakeWorkload, fake_metrics
 from helpers import TINY_TASK, tiny_config
 from optuna.trial import TrialState
 
@@ -333,14 +333,14 @@ def _counts(study):
 
 
 def test_the_budget_counts_across_runs_and_a_rerun_resumes(tmp_path):
-    study = run_search(_settings(tmp_path, 3), workload=object(), runner=FakeRunner())
+    study = run_search(_settings(tmp_path, 3), workload=FakeWorkload(), runner=FakeRunner())
     assert finished(study) == 3
     first = [(t.number, t.values) for t in study.trials]
     assert study.trials[0].user_attrs["warm_start"] == "default"
-    study = run_search(_settings(tmp_path, 5), workload=object(), runner=FakeRunner())
+    study = run_search(_settings(tmp_path, 5), workload=FakeWorkload(), runner=FakeRunner())
     assert finished(study) == 5 and [(t.number, t.values) for t in study.trials[:3]] == first
     runner = FakeRunner()
-    study = run_search(_settings(tmp_path, 5), workload=object(), runner=runner)
+    study = run_search(_settings(tmp_path, 5), workload=FakeWorkload(), runner=runner)
     assert runner.calls == 0 and len(study.trials) == 5
     assert study.metric_names == list(OBJECTIVES)
     trial = study.trials[0]
@@ -365,7 +365,7 @@ class SlowRunner(FakeRunner):
 
 def test_parallel_threads_stop_at_the_budget_and_never_share_a_trial(tmp_path):
     settings = _settings(tmp_path, 7, n_jobs=3, baselines=True)
-    study = run_search(settings, workload=object(), runner=SlowRunner())
+    study = run_search(settings, workload=FakeWorkload(), runner=SlowRunner())
     assert finished(study) == 7
     assert all(t.user_attrs.get("surplus") for t in study.trials if t.state == TrialState.FAIL)
     assert len(results.frame(study)) == 7  # surplus trials never ran: no table shows them
@@ -375,11 +375,13 @@ def test_parallel_threads_stop_at_the_budget_and_never_share_a_trial(tmp_path):
 
 def test_an_interrupt_keeps_completed_trials_and_is_not_counted(tmp_path):
     with pytest.raises(KeyboardInterrupt):
-        run_search(_settings(tmp_path, 5), workload=object(), runner=FakeRunner(interrupt_on=[2]))
+        run_search(
+            _settings(tmp_path, 5), workload=FakeWorkload(), runner=FakeRunner(interrupt_on=[2])
+        )
     study = existing_study(str(tmp_path / "autohm.db"), None)
     assert _counts(study) == {"COMPLETE": 2, "FAIL": 1}
     assert study.trials[2].user_attrs["interrupted"] is True and finished(study) == 2
-    study = run_search(_settings(tmp_path, 4), workload=object(), runner=FakeRunner())
+    study = run_search(_settings(tmp_path, 4), workload=FakeWorkload(), runner=FakeRunner())
     assert finished(study) == 4 and _counts(study) == {"COMPLETE": 4, "FAIL": 1}
 
 
@@ -399,7 +401,7 @@ class CtrlCRunner(FakeRunner):
 
 def test_ctrl_c_in_a_trial_marks_it_interrupted(tmp_path):
     with pytest.raises(KeyboardInterrupt):
-        run_search(_settings(tmp_path, 5), workload=object(), runner=CtrlCRunner())
+        run_search(_settings(tmp_path, 5), workload=FakeWorkload(), runner=CtrlCRunner())
     study = existing_study(str(tmp_path / "autohm.db"), None)
     assert [t.state.name for t in study.trials] == ["COMPLETE", "COMPLETE", "FAIL"]
     assert study.trials[2].user_attrs["interrupted"] is True
@@ -414,7 +416,7 @@ class TerminatingRunner(CtrlCRunner):
 
 def test_sigterm_stops_a_search_like_ctrl_c(tmp_path):
     with pytest.raises(Terminated):
-        run_search(_settings(tmp_path, 5), workload=object(), runner=TerminatingRunner())
+        run_search(_settings(tmp_path, 5), workload=FakeWorkload(), runner=TerminatingRunner())
     study = existing_study(str(tmp_path / "autohm.db"), None)
     assert [t.state.name for t in study.trials] == ["COMPLETE", "COMPLETE", "FAIL"]
     assert study.trials[2].user_attrs["interrupted"] is True
@@ -427,21 +429,23 @@ def test_ctrl_c_between_trials_stops_before_the_next_one(tmp_path):
             os.kill(os.getpid(), signal.SIGINT)
 
     with pytest.raises(KeyboardInterrupt):
-        run_search(_settings(tmp_path, 5), workload=object(), runner=FakeRunner(),
+        run_search(_settings(tmp_path, 5), workload=FakeWorkload(), runner=FakeRunner(),
                    callbacks=[press_ctrl_c])  # fmt: skip
     study = existing_study(str(tmp_path / "autohm.db"), None)
     assert [t.state.name for t in study.trials] == ["COMPLETE", "COMPLETE"]
 
 
 def test_failed_trials_are_recorded_with_their_reason_and_count(tmp_path):
-    study = run_search(_settings(tmp_path, 3), workload=object(), runner=FakeRunner(fail_on=[1]))
+    study = run_search(
+        _settings(tmp_path, 3), workload=FakeWorkload(), runner=FakeRunner(fail_on=[1])
+    )
     assert _counts(study) == {"COMPLETE": 2, "FAIL": 1} and finished(study) == 3
     assert "non-finite loss" in study.trials[1].user_attrs["fail_reason"]
 
 
 def test_constraints_mark_trials_infeasible_but_keep_them(tmp_path):
     settings = _settings(tmp_path, 6, max_params=1000, sampler="random")
-    study = run_search(settings, workload=object(), runner=FakeRunner())
+    study = run_search(settings, workload=FakeWorkload(), runner=FakeRunner())
     table = results.frame(study)
     done = table[table["state"] == "COMPLETE"]
     assert (done["feasible"] == (done["params"] <= 1000)).all() and not done["feasible"].all()
@@ -451,7 +455,7 @@ def test_constraints_mark_trials_infeasible_but_keep_them(tmp_path):
 
 def test_trials_behind_the_median_are_stopped_early_with_their_partial_metrics(tmp_path):
     settings = _settings(tmp_path, 12, prune_min_trials=2, sampler="random")
-    study = run_search(settings, workload=object(), runner=FakeRunner())
+    study = run_search(settings, workload=FakeWorkload(), runner=FakeRunner())
     pruned = [t for t in study.trials if t.state == TrialState.PRUNED]
     assert pruned and finished(study) == 12
     for trial in pruned:
@@ -465,13 +469,13 @@ def test_trials_behind_the_median_are_stopped_early_with_their_partial_metrics(t
         f"{run:,} of {full:,} training steps run, {1 - run / full:.0%} saved"
     )
     settings = _settings(tmp_path, 6, prune="none", study="unpruned", sampler="random")
-    study = run_search(settings, workload=object(), runner=FakeRunner())
+    study = run_search(settings, workload=FakeWorkload(), runner=FakeRunner())
     assert _counts(study) == {"COMPLETE": 6} and early_stops(study.trials) is None
 
 
 def test_pareto_early_stops_only_trials_dominated_at_their_step(tmp_path):
     settings = _settings(tmp_path, 16, prune="pareto", prune_min_trials=2, sampler="random")
-    study = run_search(settings, workload=object(), runner=FakeRunner())
+    study = run_search(settings, workload=FakeWorkload(), runner=FakeRunner())
     assert finished(study) == 16
     complete = [t for t in study.trials if t.state == TrialState.COMPLETE]
     pruned = [t for t in study.trials if t.state == TrialState.PRUNED]
@@ -488,16 +492,16 @@ def test_pareto_early_stops_only_trials_dominated_at_their_step(tmp_path):
 
 
 def test_resuming_with_another_task_is_refused(tmp_path):
-    run_search(_settings(tmp_path, 1, study="s"), workload=object(), runner=FakeRunner())
+    run_search(_settings(tmp_path, 1, study="s"), workload=FakeWorkload(), runner=FakeRunner())
     with pytest.raises(Exception, match="was created with task 'digits'"):
-        run_search(_settings(tmp_path, 2, study="s", task="induction"), workload=object(),
+        run_search(_settings(tmp_path, 2, study="s", task="induction"), workload=FakeWorkload(),
                    runner=FakeRunner())  # fmt: skip
 
 
 def test_resuming_with_another_latency_shape_is_refused(tmp_path):
-    run_search(_settings(tmp_path, 1, study="s"), workload=object(), runner=FakeRunner())
+    run_search(_settings(tmp_path, 1, study="s"), workload=FakeWorkload(), runner=FakeRunner())
     with pytest.raises(Exception, match="was created with latency_shape \\[32, None\\]"):
-        run_search(_settings(tmp_path, 2, study="s", latency_batch=8), workload=object(),
+        run_search(_settings(tmp_path, 2, study="s", latency_batch=8), workload=FakeWorkload(),
                    runner=FakeRunner())  # fmt: skip
 
 
@@ -542,18 +546,20 @@ def test_a_study_made_before_compaction_is_read_but_not_resumed(tmp_path):
                             tmp_path / "old.yaml")  # fmt: skip
     assert trial.number == 0
     with pytest.raises(AutohmError, match="made by an earlier autohm"):
-        run_search(_settings(tmp_path, 3, study="old"), workload=object(), runner=FakeRunner())
+        run_search(
+            _settings(tmp_path, 3, study="old"), workload=FakeWorkload(), runner=FakeRunner()
+        )
     assert len(optuna.load_study(study_name="old", storage=storage).trials) == 2
 
 
 KILLED_WORKER = """
 import sys
 sys.path.insert(0, {tests!r})
-from fake_trials import FakeRunner
+from fake_trials import FakeRunner, FakeWorkload
 from autohm.search.space import load_space
 from autohm.search.study import SearchSettings, run_search
 settings = SearchSettings(budget=3, space=load_space("quick"), out={out!r}, heartbeat_s=1)
-run_search(settings, workload=object(), runner=FakeRunner(hang_on=[1], marker={marker!r}))
+run_search(settings, workload=FakeWorkload(), runner=FakeRunner(hang_on=[1], marker={marker!r}))
 """
 
 
@@ -572,7 +578,7 @@ def test_a_killed_worker_loses_no_trial_and_its_running_trial_is_retried(tmp_pat
         worker.kill()
         worker.wait()
     time.sleep(3.5)  # past the grace period of two heartbeats (SQLite's clock has seconds)
-    study = run_search(_settings(tmp_path, 3, heartbeat_s=1), workload=object(),
+    study = run_search(_settings(tmp_path, 3, heartbeat_s=1), workload=FakeWorkload(),
                        runner=FakeRunner())  # fmt: skip
     trials = study.trials
     assert trials[0].state == TrialState.COMPLETE and trials[1].state == TrialState.FAIL
@@ -589,12 +595,12 @@ def test_a_trial_whose_worker_died_before_its_first_heartbeat_is_failed_and_repl
     """A worker killed between creating a trial and its first heartbeat leaves a running
     trial Optuna's stale check never sees; it must not hold a place in the budget."""
     monkeypatch.setattr(objective, "ORPHANED_AFTER_S", 0)  # the grace period alone decides
-    settings = _settings(tmp_path, 3, heartbeat_s=1)
-    study, _ = open_study(settings)
+    settings = _settings(tmp_path, 3, heartbeat_s=1, latency_batch=FakeWorkload.latency_batch)
+    study, _ = open_study(settings)  # as run_search opens it, with the batch resolved
     with pytest.warns(UserWarning, match="Heartbeat"):  # ask() outside optimize() warns
         orphan = study.ask()  # the warm start, created; the worker dies here
     time.sleep(3.5)  # past the grace period of two heartbeats (SQLite's clock has seconds)
-    study = run_search(settings, workload=object(), runner=FakeRunner())
+    study = run_search(settings, workload=FakeWorkload(), runner=FakeRunner())
     failed, *others = study.trials
     assert failed.number == orphan.number and failed.state == TrialState.FAIL
     assert failed.user_attrs == {"warm_start": "default", "orphaned": True}

@@ -16,6 +16,7 @@ from autohm.measure import analytic_flops, count_flops, dense_and_effective_flop
 from autohm.model import MambaClassifier
 from autohm.peft import load_adapter
 from autohm.runs import BASELINES, baseline_config
+from autohm.training import EVAL_ACTIVATION, EVAL_BATCH, accuracy, evaluation_batch
 from autohm.trial import TrialFailed, TrialPruned, run_trial
 
 METRIC_KEYS = {
@@ -196,3 +197,14 @@ def test_a_trained_trial_is_rebuilt_from_its_files(tmp_path):
     ids, mask, _ = workload.task.validation[:8]
     expected = result.model.eval()(ids, mask)
     torch.testing.assert_close(rebuilt.eval()(ids, mask), expected, rtol=0, atol=1e-6)
+
+
+def test_evaluation_batches_shrink_for_wide_models_and_give_the_same_accuracy():
+    """256 sequences per forward, fewer where one layer's activations would pass
+    EVAL_ACTIVATION elements (mamba-130m's d_inner of 1536 at 64 tokens: 85)."""
+    wide = MambaClassifier(tiny_config(d_model=768, n_layer=1), num_labels=3)
+    assert evaluation_batch(wide, 64) == EVAL_ACTIVATION // (64 * 1536) == 85
+    small = MambaClassifier(tiny_config(), num_labels=3)
+    assert evaluation_batch(small, 64) == EVAL_BATCH == 256
+    split = tiny_workload().task.validation
+    assert accuracy(small, split) == accuracy(small, split, batch_size=3)

@@ -80,6 +80,11 @@ class MixerMasks(nn.Module):
         self._gates: dict[str, torch.Tensor] = {}
         self.frozen = False  # see freeze
 
+    def __getstate__(self) -> dict:
+        """Copies (deepcopy, pickle) start without the current pass's samples: they are part of
+        an autograd graph, which cannot be copied, and the next pass draws afresh anyway."""
+        return {**self.__dict__, "_gates": {}}
+
     def begin_forward(self) -> None:
         """Forget the previous pass's samples: the next gates are drawn afresh."""
         self._gates = {}

@@ -2,9 +2,10 @@
 tokens), checked before any work: positive integers, and one forward of the model and of its
 dense reference must fit in the memory this machine has free.
 
-The default batch, 32 sequences, makes a forward of the built-in model compute-bound on a CPU,
-so that its time follows the work compaction removes; at batch 1 it is mostly per-call overhead
-(docs/measurement.md has the measurement).
+The default batch is the fewest sequences (a power of two, at most 32) whose forward does
+FORWARD_WORK FLOPs, so that its time follows the work compaction removes rather than per-call
+overhead: 32 for the built-in model (at batch 1 its forward is mostly overhead; docs/measurement.md
+has the measurement), 1 for mamba-130m and larger, whose single sequence is already that much work.
 """
 
 from __future__ import annotations
@@ -12,10 +13,22 @@ from __future__ import annotations
 from pathlib import Path
 
 from autohm.errors import AutohmError
+from autohm.measure.flops import analytic_flops
 from autohm.model import MambaConfig
 
-DEFAULT_BATCH = 32
+DEFAULT_BATCH = 32  # the largest default batch, and the built-in model's
+FORWARD_WORK = 2**30  # FLOPs: about 10 ms on a 2-core CPU, far above a forward's fixed costs
 FLOAT_BYTES = 4
+
+
+def default_batch(config: MambaConfig, seq_len: int) -> int:
+    """The default deployment batch of a model: the smallest power of two, at most
+    DEFAULT_BATCH, whose forward at `seq_len` tokens does FORWARD_WORK FLOPs."""
+    per_sequence = sum(analytic_flops(config, seq_len, num_labels=2).values())
+    batch = 1
+    while batch < DEFAULT_BATCH and batch * per_sequence < FORWARD_WORK:
+        batch *= 2
+    return batch
 
 
 def available_bytes() -> int | None:

@@ -5,6 +5,9 @@ caches, allocator); then `repeats` timed runs, one forward each. CUDA: CUDA even
 forward and a synchronize after it; CPU: time.perf_counter. Reported: the median and the
 interquartile range (75th - 25th percentile, linear interpolation) in milliseconds, robust to
 the odd slow run, with the device, library versions, threads and the scan backend actually used.
+With a time budget the first warmup round is timed and the run counts shrink to fit it (at
+least one warmup round and MIN_REPEATS timed ones): a large model's forward takes long enough
+that a few runs already give a stable median, and 35 of them would cost minutes on a CPU.
 
 With a `reference` model, the model and the reference run in turns, which of them first
 alternating from round to round, and `relative` is the ratio of their 10th percentiles. A shared
@@ -37,6 +40,8 @@ from autohm.measure.environment import (
     pinned_scan_backend,
     scan_backends_in_use,
 )
+
+MIN_REPEATS = 5  # timed runs kept however small the budget
 
 
 @dataclass
@@ -79,6 +84,14 @@ def _time_cuda(forward: Callable[[], torch.Tensor], device: torch.device) -> flo
     return start.elapsed_time(end)
 
 
+def _fit(budget_s: float, round_s: float, warmup: int, repeats: int) -> tuple[int, int]:
+    """(warmup, repeats) that fit `budget_s` at `round_s` a round: a sixth of the rounds for
+    warming up, at least one of them and MIN_REPEATS timed ones, never more than asked."""
+    rounds = int(budget_s / max(round_s, 1e-9))
+    kept_warmup = min(warmup, max(1, rounds // 6))
+    return kept_warmup, min(repeats, max(MIN_REPEATS, rounds - kept_warmup))
+
+
 def measure_latency(
     model: nn.Module,
     input_ids: torch.Tensor,
@@ -88,14 +101,16 @@ def measure_latency(
     device: torch.device | str | None = None,
     scan_backend: str | None = None,
     reference: nn.Module | None = None,
+    budget_s: float | None = None,
 ) -> Latency:
     """Latency of model(input_ids, padding_mask) by the module's protocol. `device` moves the
     model and inputs there (default: where the model is); `scan_backend` pins the mixers for
     the measurement (default: leave them, usually "auto"); `reference` is timed run for run
-    in turns with the model (same inputs, device and backend) for `relative`. Modes are
-    restored."""
-    if repeats < 1 or warmup < 0:
-        raise ValueError(f"need repeats >= 1 and warmup >= 0, got {repeats} and {warmup}")
+    in turns with the model (same inputs, device and backend) for `relative`; `budget_s`
+    (seconds) lowers `warmup` and `repeats` to fit it. Modes are restored."""
+    if repeats < 1 or warmup < (0 if budget_s is None else 1):
+        raise ValueError(f"need repeats >= 1 and warmup >= 0 (1 with a budget), got {repeats} "
+                         f"and {warmup}")  # fmt: skip
     device = torch.device(device) if device is not None else next(model.parameters()).device
     if device.type == "cuda" and device.index is None:
         device = torch.device("cuda", torch.cuda.current_device())
@@ -111,11 +126,16 @@ def measure_latency(
                 stack.enter_context(pinned_scan_backend(m.to(device).eval(), scan_backend))
             stack.enter_context(torch.inference_mode())
             backend = scan_backends_in_use(model, device)
-            for _ in range(warmup):
+            for done in range(warmup):
+                start = perf_counter()
                 for forward in forwards:
                     forward()
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
+                if device.type == "cuda":
+                    torch.cuda.synchronize(device)
+                if done == 0 and budget_s is not None:
+                    warmup, repeats = _fit(budget_s, perf_counter() - start, warmup, repeats)
+                if done + 1 >= warmup:
+                    break
             times = np.zeros((repeats, len(forwards)))
             for run in range(repeats):
                 turns = range(len(forwards)) if run % 2 == 0 else reversed(range(len(forwards)))

@@ -8,7 +8,8 @@ trial into a TrialConfig.
       model: null                   # a checkpoint directory or Hub id; null: the built-in model
       prune: median                 # median | halving | pareto | none (multi-fidelity early stops)
       prune_min_trials: 4           # completed trials needed at a step before comparing
-      latency_batch: 32             # the deployment shape latency is timed at: sequences...
+      latency_batch: null           # deployment shape latency is timed at: sequences (null:
+                                    # the model's default)...
       latency_seq_len: null         # ...of this many tokens (null: the task's length)
     parameters:                     # in order; a `when` may only look at keys above it
       train.steps: 20                                   # fixed value

@@ -20,7 +20,7 @@ import threading
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,7 @@ import optuna
 
 from autohm import __version__
 from autohm.errors import AutohmError
-from autohm.measure import DEFAULT_BATCH, check_options
+from autohm.measure import check_options
 from autohm.phases import Progress
 from autohm.search.fidelity import RULES, EarlyStop
 from autohm.search.objective import Objective, TrialFailure, counts_toward_budget, mark_lost
@@ -60,7 +60,7 @@ class SearchSettings:
     max_params: float | None = None
     max_latency: float | None = None
     max_latency_ms: float | None = None
-    latency_batch: int = DEFAULT_BATCH
+    latency_batch: int | None = None  # None: the base model's default (measure.default_batch)
     latency_seq_len: int | None = None  # None: the task's length
     prune: str = "median"
     prune_min_trials: int = 4
@@ -85,7 +85,7 @@ class SearchSettings:
         _one_of("--prune", self.prune, RULES)
         if self.n_jobs < 1:
             raise AutohmError(f"--n-jobs must be at least 1, got {self.n_jobs}")
-        check_options(self.latency_batch, self.latency_seq_len)
+        check_options(1 if self.latency_batch is None else self.latency_batch, self.latency_seq_len)
         locate(self.storage, self.out)  # a malformed storage URL fails before anything loads
         if self.seed is not None and not 0 <= self.seed < SEEDS:
             raise AutohmError(f"--seed must be in [0, 2**32), got {self.seed}")
@@ -183,6 +183,8 @@ def run_search(
         latency_batch=settings.latency_batch,
         latency_seq_len=settings.latency_seq_len,
     )
+    if settings.latency_batch is None:  # recorded in the study as the number it resolved to
+        settings = replace(settings, latency_batch=workload.latency_batch)
     study, location = open_study(settings)
     mark_lost(study)
     if on_start is not None:
