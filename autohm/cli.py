@@ -67,6 +67,10 @@ def info(
     console.print(table)
 
 
+def _quiet() -> typer.models.OptionInfo:
+    return typer.Option(False, "--quiet", "-q", help="No progress lines (errors still show).")
+
+
 bench_app = typer.Typer(
     help="Benchmarks, side by side in one process: medians and speed ratios.",
     no_args_is_help=True,
@@ -124,6 +128,65 @@ def bench_deploy(
         environment = {"device": describe_device(target), "torch": torch.__version__}
         document = {"environment": environment, "rows": deploy.as_dicts(rows)}
         write_text(json_path, json.dumps(document, indent=2))
+        console.print(f"wrote {json_path}")
+
+
+@bench_app.command("train")
+def bench_train(
+    model: str | None = typer.Option(None, help="A checkpoint directory (default: --size)."),
+    size: str = typer.Option(
+        "130m", help="Random weights of a mamba shape: 130m, 370m, 790m, 1.4b or D_MODELxLAYERS."
+    ),
+    batch: int = typer.Option(8, min=1, help="Sequences per step (and in the quick trial)."),
+    seq_len: int = typer.Option(64, min=1, help="Tokens per sequence of the timed steps."),
+    rounds: int = typer.Option(5, min=1, help="Timed rounds of every step variant."),
+    trial: bool = typer.Option(True, help="Also run one quick-space trial, phase by phase."),
+    json_path: Path | None = typer.Option(None, "--json", help="Also write the rows as JSON."),
+    quiet: bool = _quiet(),
+) -> None:
+    """Training step of autohm vs transformers + PEFT on the same weights, then one trial."""
+    import torch
+
+    from autohm.bench import train
+    from autohm.devices import describe_device
+    from autohm.phases import phase_log
+
+    if json_path is not None:
+        check_output_file(json_path, what="--json")
+    with phase_log(quiet) as log:
+        log("loading", detail=model or f"random weights of mamba {size}")
+        base, source = train.base_model(model, size)
+        params = sum(p.numel() for p in base.parameters())
+        shown = f"{source}: {params / 1e6:.0f}M parameters; {describe_device('cpu')}, "
+        shown += f"torch {torch.__version__}, batch {batch} x {seq_len}"
+        console.print(shown, highlight=False)
+        rows, notes = train.run_steps(base, batch, seq_len, rounds, log)
+        table = Table(title=f"one training step, {rounds} rounds in turns (after one untimed)")
+        for column in ("variant", "median s", "min s", "x fine-tune", "peak GiB", "first loss"):
+            table.add_column(column, justify="left" if column == "variant" else "right")
+        for row in rows:
+            memory = "-" if row.peak_rss_gib is None else f"{row.peak_rss_gib:.1f}"
+            table.add_row(row.variant, f"{row.median_s:.3g}", f"{row.min_s:.3g}",
+                          f"{row.vs_fine_tune:.2f}", memory, f"{row.first_loss:.6f}")  # fmt: skip
+        console.print(table)
+        for note in notes:
+            console.print(note, highlight=False)
+        phases = None
+        if trial:
+            phases = train.run_trial_phases(base, model or size, batch, log)
+    if phases is not None:
+        table = Table(title=f"one quick-space trial on digits at batch {batch}, by phase")
+        table.add_column("phase")
+        table.add_column("seconds", justify="right")
+        for key, seconds in phases.timings.items():
+            table.add_row(key.removesuffix("_s").replace("_", " "), f"{seconds:.1f}")
+        table.add_row("whole trial", f"{phases.total_s:.1f}")
+        console.print(table)
+        console.print(f"a search stores {phases.stored_bytes / 2**20:.2f} MiB for this trial: "
+                      + ", ".join(f"{name} {size_:,} B" for name, size_ in phases.files.items()),
+                      highlight=False)  # fmt: skip
+    if json_path is not None:
+        write_text(json_path, json.dumps(train.as_dict(rows, phases), indent=2))
         console.print(f"wrote {json_path}")
 
 
@@ -236,10 +299,6 @@ def _workload(
 
     check_options(1 if latency_batch is None else latency_batch, latency_seq_len)
     return Workload.load(task, model, 0, latency_batch, latency_seq_len, pooling, progress)
-
-
-def _quiet() -> typer.models.OptionInfo:
-    return typer.Option(False, "--quiet", "-q", help="No progress lines (errors still show).")
 
 
 def _from_export(option: str, given, saved: dict, key: str, default):

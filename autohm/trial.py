@@ -43,6 +43,7 @@ from autohm.measure import (
     deployed_flops,
     measure_latency,
 )
+from autohm.memory import trial_memory_shortage
 from autohm.model import MambaClassifier, MambaLM
 from autohm.model.classifier import Pooling
 from autohm.peft import (
@@ -182,9 +183,13 @@ def run_trial(
     """Train and measure one configuration. `report(step, validation_accuracy, known_costs)` is
     called at each fidelity step; when it returns True the trial stops with TrialPruned.
     `progress(phase, done, total, detail)` hears of every phase and step (autohm.phases)."""
+    task = workload.task
+    shortage = trial_memory_shortage(workload.base.config, config.train.batch_size, task.seq_len)
+    if shortage is not None:
+        raise TrialFailed(shortage)
     torch.manual_seed(config.train.seed)
     timings: dict[str, float] = {}
-    task, model = workload.task, workload.new_classifier()
+    model = workload.new_classifier()
 
     clock = time.perf_counter()
     order_info, orders = apply_scan_order(model, task, config, progress)

@@ -8,6 +8,7 @@ import pytest
 import torch
 from helpers import randomise_, tiny_config, tiny_config_for_trials, tiny_workload
 
+from autohm import memory
 from autohm.deploy import compact
 from autohm.errors import AutohmError
 from autohm.masking import attach_masks
@@ -208,3 +209,14 @@ def test_evaluation_batches_shrink_for_wide_models_and_give_the_same_accuracy():
     assert evaluation_batch(small, 64) == EVAL_BATCH == 256
     split = tiny_workload().task.validation
     assert accuracy(small, split) == accuracy(small, split, batch_size=3)
+
+
+def test_a_trial_that_cannot_fit_in_memory_fails_before_it_allocates(monkeypatch):
+    """One line saying what the trial needs, what there is and what to lower."""
+    monkeypatch.setattr(memory, "available_bytes", lambda: 2**10)
+    workload = tiny_workload()
+    with pytest.raises(TrialFailed, match=r"train.batch_size 8 x \d+ tokens needs about .* GiB"):
+        run_trial(tiny_config_for_trials(train={"batch_size": 8}), workload, latency=False)
+    config = workload.base.config
+    assert memory.trial_bytes(config, 8, 16) > memory.trial_bytes(config, 4, 16)
+    assert memory.trial_bytes(config, 4, 16) > 3 * memory.weight_bytes(config)

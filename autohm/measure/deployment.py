@@ -10,15 +10,13 @@ has the measurement), 1 for mamba-130m and larger, whose single sequence is alre
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from autohm.errors import AutohmError
 from autohm.measure.flops import analytic_flops
+from autohm.memory import FLOAT_BYTES, available_bytes, weight_bytes
 from autohm.model import MambaConfig
 
 DEFAULT_BATCH = 32  # the largest default batch, and the built-in model's
 FORWARD_WORK = 2**30  # FLOPs: about 10 ms on a 2-core CPU, far above a forward's fixed costs
-FLOAT_BYTES = 4
 
 
 def default_batch(config: MambaConfig, seq_len: int) -> int:
@@ -31,17 +29,6 @@ def default_batch(config: MambaConfig, seq_len: int) -> int:
     return batch
 
 
-def available_bytes() -> int | None:
-    """Memory the kernel says is available (Linux's MemAvailable); None where unknown."""
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        return None
-    return None
-
-
 def forward_bytes(config: MambaConfig, batch: int, seq_len: int) -> int:
     """An upper estimate of the memory one inference forward at this shape needs, weights of
     the model and its dense reference included."""
@@ -50,10 +37,7 @@ def forward_bytes(config: MambaConfig, batch: int, seq_len: int) -> int:
     # and output, the scan's input, delta, gate and output (about 6 d_inner more), x_proj's
     # output and the residual stream (a few d_model); doubled for the allocator's slack
     activations = batch * seq_len * 2 * (10 * widest + 4 * config.d_model)
-    weights = 2 * config.padded_vocab_size * config.d_model + config.n_layer * (
-        3 * config.d_model * widest + widest * (config.d_conv + 2 * config.d_state + 8)
-    )
-    return FLOAT_BYTES * (activations + 2 * weights)
+    return FLOAT_BYTES * activations + 2 * weight_bytes(config)
 
 
 def check_options(batch: object, seq_len: object) -> None:

@@ -151,6 +151,16 @@ class SearchSpace:
                     params[parameter.key] = encoded
         return params
 
+    def default_config(self) -> TrialConfig:
+        """The warm start's configuration, with the first choice (or the low end) where the
+        space cannot produce TrialConfig's default: a trial this space could run."""
+        first = {
+            p.key: _encode(p.choices[0]) if p.choices else (int(p.low) if p.integer else p.low)
+            for p in self.parameters
+            if not p.fixed
+        }
+        return suggest(optuna.trial.FixedTrial(first | self.warm_start()), self)
+
     def baseline_config(self, name: str, trial: optuna.Trial) -> TrialConfig:
         """A baseline: the trial's suggestions with the baseline's overrides on top."""
         values = self.resolve(trial=trial) | self.baselines[name]
