@@ -80,14 +80,16 @@ app.add_typer(bench_app, name="bench")
 
 @bench_app.command("deploy")
 def bench_deploy(
-    models: str = typer.Option("built-in,d256x4", help="Comma-separated: built-in, d256x4."),
+    models: str = typer.Option("built-in,d256x4", help="Comma-separated: built-in, d256x4, 130m."),
     fractions: str = typer.Option(
         "0,0.25,0.5,0.75,0.9", help="Comma-separated shares of channels removed."
     ),
     repeats: int = typer.Option(30, min=1, help="Timed runs of each model (in turns)."),
     device: str | None = typer.Option(None, help="cpu or cuda (default: cuda when present)."),
     batch: int | None = typer.Option(
-        None, min=1, help="Sequences per batch (default: each model's: built-in 32, d256x4 8)."
+        None,
+        min=1,
+        help="Sequences per batch (default: each model's: built-in 32, d256x4 8, 130m 1).",
     ),  # fmt: skip
     seq_len: int | None = typer.Option(
         None, min=1, help="Tokens per sequence (default: built-in 64, d256x4 256)."

@@ -64,6 +64,10 @@ from autohm.training import TrialFailed, accuracy, batches, optimiser_step
 
 __all__ = ["TrialFailed", "TrialPruned", "TrialResult", "Workload", "run_trial"]
 
+FULL_WEIGHTS_NOTE = (
+    "Full fine-tuning changes every weight, so a search keeps no copy of this model. To get it:\n"
+    "autohm export --pick trial:N --out chosen.yaml, then autohm train --config chosen.yaml\n"
+)
 LATENCY_BUDGET_S = 5.0  # a trial's latency measurement: the full protocol where it fits (small
 # models, GPUs), fewer runs of a large model on a CPU (autohm.measure.latency)
 
@@ -161,14 +165,20 @@ class TrialResult:
     allocation: dict[str, Allocation] = field(default_factory=dict)
     deployed: MambaClassifier | None = None  # the compact model (autohm.deploy.compact)
 
-    def save(self, directory: str | Path) -> list[Path]:
-        """metrics.json, config.yaml, order.json and the adapter/mask files; returns the paths."""
+    def save(self, directory: str | Path, lean: bool = False) -> list[Path]:
+        """metrics.json, config.yaml, order.json and the adapter/mask files; returns the paths.
+        `lean` (a search's trials) never stores a whole model: full fine-tuning changes every
+        weight, so its weights are left out, with WEIGHTS.txt saying how to get them."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         write_text(directory / "metrics.json", json.dumps(self.metrics, indent=2))
         self.config.save(directory / "config.yaml")
-        config = self.config.model_dump(mode="json")
-        save_adapter(self.model, directory, config=config, orders=self.orders)
+        if lean and self.config.peft.mode == "full":
+            write_text(directory / "order.json", json.dumps(self.orders))
+            write_text(directory / "WEIGHTS.txt", FULL_WEIGHTS_NOTE)
+        else:
+            config = self.config.model_dump(mode="json")
+            save_adapter(self.model, directory, config=config, orders=self.orders)
         return sorted(p for p in directory.iterdir() if p.is_file())
 
 

@@ -16,7 +16,7 @@ class FakeResult:
     config: TrialConfig
     metrics: dict
 
-    def save(self, directory):
+    def save(self, directory, lean=False):
         directory = Path(directory)
         (directory / "metrics.json").write_text(json.dumps(self.metrics))
         self.config.save(directory / "config.yaml")

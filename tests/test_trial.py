@@ -220,3 +220,12 @@ def test_a_trial_that_cannot_fit_in_memory_fails_before_it_allocates(monkeypatch
     config = workload.base.config
     assert memory.trial_bytes(config, 8, 16) > memory.trial_bytes(config, 4, 16)
     assert memory.trial_bytes(config, 4, 16) > 3 * memory.weight_bytes(config)
+
+
+def test_a_search_stores_no_whole_model_for_full_fine_tuning(tmp_path):
+    config = tiny_config_for_trials(peft={"mode": "full"}, masking={"enabled": False})
+    result = run_trial(config, tiny_workload(), latency=False)
+    lean = {path.name for path in result.save(tmp_path / "lean", lean=True)}
+    assert lean == {"metrics.json", "config.yaml", "order.json", "WEIGHTS.txt"}
+    assert "autohm train" in (tmp_path / "lean" / "WEIGHTS.txt").read_text()
+    assert "adapter.safetensors" in {path.name for path in result.save(tmp_path / "all")}

@@ -4,7 +4,8 @@ columns), the masked model is compacted, and the compact model is timed in turns
 base (autohm.measure's protocol) at a deployment shape; FLOPs are counted for the same shape.
 
 Models: the built-in digits base model (pretrained weights) at the default deployment shape,
-and a d_model 256, 4-layer model with random weights at batch 8 x 256 tokens.
+a d_model 256, 4-layer model with random weights at batch 8 x 256 tokens, and (on request:
+`--models 130m`) a mamba-130m-shaped one with random weights at its default shape, 1 x 64.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from torch import nn
 from autohm.deploy import compact
 from autohm.errors import AutohmError
 from autohm.masking import attach_masks, mask_modules
-from autohm.measure import DEFAULT_BATCH, count_flops, measure_latency
+from autohm.measure import DEFAULT_BATCH, count_flops, default_batch, measure_latency
 from autohm.model import MambaClassifier, MambaConfig
 
 FRACTIONS = (0.0, 0.25, 0.5, 0.75, 0.9)
@@ -73,7 +74,21 @@ def random_case() -> Case:
     return Case("d256x4", dense, 8, 256)
 
 
-CASES: dict[str, Callable[[], Case]] = {"built-in": built_in_case, "d256x4": random_case}
+def mamba_130m_case() -> Case:
+    """A mamba-130m-shaped model (d_model 768, 24 layers, random weights) at its default
+    deployment shape, 1 x 64."""
+    config = MambaConfig(d_model=768, n_layer=24, vocab_size=50280)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        dense = MambaClassifier(config, num_labels=2).eval()
+    return Case("130m", dense, default_batch(config, 64), 64)
+
+
+CASES: dict[str, Callable[[], Case]] = {
+    "built-in": built_in_case,
+    "d256x4": random_case,
+    "130m": mamba_130m_case,
+}
 
 
 def with_channels_removed(dense: MambaClassifier, fraction: float, seed: int = 0) -> nn.Module:

@@ -193,8 +193,8 @@ class Objective:
         return values
 
     def _upload(self, trial: optuna.Trial, result: Any) -> dict[str, str]:
-        """The trial's files (metrics, config, order, masks, adapter) into the artifact store;
-        returns file name -> artifact id."""
+        """The trial's files (metrics, config, order, masks, adapter; never a whole model) into
+        the artifact store; returns file name -> artifact id."""
         self.artifacts.mkdir(parents=True, exist_ok=True)
         store = FileSystemArtifactStore(str(self.artifacts))
         with tempfile.TemporaryDirectory() as directory:
@@ -202,7 +202,7 @@ class Objective:
                 path.name: upload_artifact(
                     artifact_store=store, file_path=str(path), study_or_trial=trial
                 )
-                for path in result.save(directory)
+                for path in result.save(directory, lean=True)
             }
 
     def _hypervolume(self, trial: optuna.Trial, values: tuple, metrics: dict, ok: bool) -> float:
