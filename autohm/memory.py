@@ -31,15 +31,15 @@ def weight_bytes(config: MambaConfig) -> int:
 
 
 def trial_bytes(config: MambaConfig, batch: int, seq_len: int) -> int:
-    """An upper estimate of what a trial allocates on top of its loaded base model: its own
-    copy of the weights, the compact copy, the dense copy latency is timed beside, and the
-    activations a training step keeps for the backward (SAVED_PER_CHANNEL floats per channel,
-    token and layer: in_proj's output, the conv's input and output, the scan's inputs and
-    states, the gate). At mamba-130m, batch 32 x 64: 6.3 GB, 6.8 GB with the base, where the
-    process peaked at 6.7 GB."""
+    """An upper estimate of what a trial allocates on top of its loaded base model: four
+    copies of the weights (its own, the merged and the compact one compaction makes, the dense
+    one latency is timed beside) and the activations a training step keeps for the backward
+    (SAVED_PER_CHANNEL floats per channel, token and layer: in_proj's output, the conv's input
+    and output, the scan's inputs and states, the gate). mamba-130m at batch 8 x 64: 3.2 GB;
+    `autohm train` peaked at 4.1 GB with the base model and the runtime loaded."""
     widest = max(config.d_inner, *(config.layer_inner(i) for i in range(config.n_layer)))
     activations = SAVED_PER_CHANNEL * widest * batch * seq_len * config.n_layer * FLOAT_BYTES
-    return 3 * weight_bytes(config) + activations
+    return 4 * weight_bytes(config) + activations
 
 
 def trial_memory_shortage(config: MambaConfig, batch: int, seq_len: int) -> str | None:
