@@ -12,15 +12,25 @@ FLOAT_BYTES = 4
 SAVED_PER_CHANNEL = 16  # floats one training step keeps per channel, token and layer
 
 
-def available_bytes() -> int | None:
-    """Memory the kernel says is available (Linux's MemAvailable); None where unknown."""
+def _proc_bytes(path: str, key: str) -> int | None:
+    """The `KEY: N kB` line of a /proc file, in bytes; None where there is none."""
     try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
+        for line in Path(path).read_text().splitlines():
+            if line.startswith(f"{key}:"):
                 return int(line.split()[1]) * 1024
     except (OSError, ValueError, IndexError):
         return None
     return None
+
+
+def available_bytes() -> int | None:
+    """Memory the kernel says is available (Linux's MemAvailable); None where unknown."""
+    return _proc_bytes("/proc/meminfo", "MemAvailable")
+
+
+def resident_bytes() -> int | None:
+    """This process's resident memory (VmRSS); None where unknown."""
+    return _proc_bytes("/proc/self/status", "VmRSS")
 
 
 def weight_bytes(config: MambaConfig) -> int:

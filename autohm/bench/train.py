@@ -30,7 +30,6 @@ import time
 import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -38,6 +37,7 @@ from torch import nn
 
 from autohm.errors import AutohmError
 from autohm.masking import SparsityPenalty, attach_masks
+from autohm.memory import resident_bytes
 from autohm.model import MambaClassifier, MambaConfig, MambaLM
 from autohm.peft import Allocation, apply_allocation
 from autohm.phases import Progress, ignore, labelled
@@ -101,19 +101,9 @@ class PeakMemory:
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
 
-    @staticmethod
-    def resident() -> int | None:
-        try:
-            for line in Path("/proc/self/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) * 1024
-        except (OSError, ValueError, IndexError):
-            return None
-        return None
-
     def _sample(self) -> None:
         while True:
-            value = self.resident()
+            value = resident_bytes()
             if value is not None:
                 self.peak = max(self.peak or 0, value)
             if self._done.wait(0.01):
