@@ -7,6 +7,7 @@ import sys
 import numpy as np
 import pytest
 
+from autohm.scan_order import solvers
 from autohm.scan_order.solvers import METHODS, path_cost, refine, solve
 
 LOCAL_SEARCHES = ("two_opt", "or_opt", "annealing", "best")
@@ -174,3 +175,9 @@ def test_clear_errors(cost, method, kwargs, message):
 def test_refine_rejects_a_non_permutation():
     with pytest.raises(ValueError, match=r"permutation of range\(3\)"):
         refine(np.zeros((3, 3)), np.array([0, 0, 1]))
+
+
+def test_best_takes_50_kicks_per_node_up_to_512_and_fewer_beyond():
+    assert solvers._ils_kicks(100) == 5000 and solvers._ils_kicks(512) == 50 * 512
+    assert solvers._ils_kicks(1536) == 4926  # 50 * 512 * (1 / 3) ** 1.5: 3.2 per node
+    assert solvers._ils_kicks(513) < 50 * 513 and solvers._ils_kicks(4096) < 4926

@@ -41,9 +41,10 @@ Methods (METHODS; each returns a valid permutation for every n >= 1):
 - best: nearest_neighbor, then 2-opt and Or-opt together until neither improves, then iterated
   local search: K times, swap two adjacent runs of 1 to 10 nodes at a random place (a
   double bridge), descend with 2-opt + Or-opt from the six nodes touched, and keep the result
-  unless it is worse. K = 50 n up to n = 512, then 50 * 512^2 / n, so a layer costs about what
-  it costs at n = 512: about 0.7 s at n = 512 and 1 s at n = 1536 (mamba-130m's d_inner; 0.5 %
-  above the 50 n search there, which took 5 s); within about 0.3 % of LKH on correlation costs
+  unless it is worse. K = 50 n up to n = 512, then 50 * 512 * (512 / n)^1.5 (3.2 n at
+  mamba-130m's n = 1536): about 0.7 s at n = 512 and 0.8 s at n = 1536, where the summed path
+  cost of a 24-layer model is 0.8 % above that of 50 n kicks (which took 7 s a layer;
+  benchmarks/scan_order_phase.py); within about 0.3 % of LKH on correlation costs
   up to n = 512 (benchmarks/scan_order_solvers.py).
 
 Determinism: every method returns the same permutation for the same input and seed, unless a
@@ -562,11 +563,12 @@ def _improve_best(ext, neigh, tour, eps, seed, time_limit):
 
 
 def _ils_kicks(n: int) -> int:
-    """The iterated local search's budget: 50 n kicks up to n = 512, then 50 * 512 * (512 / n),
-    so that a layer's search costs about what it costs at n = 512 however wide the layer."""
+    """The iterated local search's budget: 50 n kicks up to n = 512, then 50 * 512 * (512 / n)^1.5,
+    so that the search of a wide layer costs about twice what it costs at n = 512 instead of
+    n^2 / 512^2 times as much (a kick's descent is slower on a wider layer)."""
     if n <= _KICKS_FULL_N:
         return _KICKS_PER_NODE * n
-    return _KICKS_PER_NODE * _KICKS_FULL_N * _KICKS_FULL_N // n
+    return int(_KICKS_PER_NODE * _KICKS_FULL_N * (_KICKS_FULL_N / n) ** 1.5)
 
 
 def _start_temperature(ext, neigh, tour, eps, seed) -> float:
