@@ -39,9 +39,9 @@ from autohm.figures import (
     pareto_figure,
     sparsity_figure,
 )
-from autohm.search.fidelity import stop_point
 from autohm.search.objectives import OBJECTIVES
 from autohm.search.selection import SelectionError, pick
+from autohm.trial import stop_point
 
 TTL_S = 10  # seconds a read of the storage is reused; the Refresh button reads at once
 FORMATS = {"accuracy": "{:.4f}", "flops": "{:,.0f}", "params": "{:,.0f}", "latency": "{:.3g}"}

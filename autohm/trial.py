@@ -58,7 +58,6 @@ from autohm.phases import Progress, ignore
 from autohm.pretrain import base_model
 from autohm.scan_order import collect_statistics, correlation_cost, path_cost, permute_channels
 from autohm.scan_order import solve as solve_order
-from autohm.search.fidelity import stop_point
 from autohm.tasks import Task, load_task
 from autohm.training import TrialFailed, accuracy, batches, optimiser_step
 
@@ -74,6 +73,11 @@ LATENCY_BUDGET_S = 5.0  # a trial's latency measurement: the full protocol where
 Report = Callable[[int, float, Callable[[], dict[str, float]]], bool]
 """report(step, validation_accuracy, known_costs) -> stop? known_costs() computes the trial's
 FLOPs and trainable parameters (fixed before fine-tuning) when a stop rule asks for them."""
+
+
+def stop_point(step: int) -> str:
+    """Where a trial stopped, for people: step 0 is the one right after mask learning."""
+    return "after mask learning" if step == 0 else f"at fine-tuning step {step}"
 
 
 class TrialPruned(Exception):

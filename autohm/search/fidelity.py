@@ -26,11 +26,6 @@ RULES = ("median", "halving", "pareto", "none")
 KNOWN_COSTS = ("flops", "params")  # objectives fixed before fine-tuning, minimised
 
 
-def stop_point(step: int) -> str:
-    """Where a trial stopped, for people: step 0 is the one right after mask learning."""
-    return "after mask learning" if step == 0 else f"at fine-tuning step {step}"
-
-
 @dataclass(frozen=True)
 class Progress:
     """A trial at one fidelity step: its validation accuracy there and its KNOWN_COSTS."""

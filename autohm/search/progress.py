@@ -17,10 +17,10 @@ from rich.table import Table
 from rich.text import Text
 
 from autohm.results import training_steps, trials_frame
-from autohm.search.fidelity import stop_point
 from autohm.search.objective import counts_toward_budget
 from autohm.search.selection import knee
 from autohm.search.storage import Location
+from autohm.trial import stop_point
 
 SUMMARY_CONFIG = {
     "cfg.scan_order.method": "scan order",
