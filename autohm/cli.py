@@ -419,7 +419,9 @@ def search(
     storage: str | None = typer.Option(
         None, help="Optuna storage URL or SQLite file (default: OUT/autohm.db)."
     ),
-    sampler: str = typer.Option("tpe", help="tpe, nsga2, gp or random."),
+    sampler: str = typer.Option(
+        "tpe", help="tpe, nsga2, gp, random, or any Optuna sampler as package.module:Factory."
+    ),
     n_jobs: int = typer.Option(1, "--n-jobs", min=1, help="Trials run in parallel threads."),
     seed: int | None = typer.Option(0, help="Sampler seed."),
     max_params: float | None = typer.Option(None, help="Constraint: trainable parameters."),

@@ -740,3 +740,24 @@ def test_an_exported_trial_trains_again_on_its_own_task_and_model(tmp_path, monk
     shutil.move(base, tmp_path / "moved")
     with pytest.raises(SelectionError, match="no longer exists"):
         export_trial(study, "trial:0", tmp_path / "again.yaml")
+
+
+def test_any_optuna_sampler_plugs_in_by_module_and_name(tmp_path):
+    """--sampler package.module:Factory: a user's sampler without editing autohm."""
+    settings = _settings(tmp_path, 3, sampler="optuna.samplers:QMCSampler")
+    study = run_search(settings, workload=FakeWorkload(), runner=FakeRunner())
+    assert isinstance(study.sampler, optuna.samplers.QMCSampler) and finished(study) == 3
+
+
+@pytest.mark.parametrize(
+    "spec, message",
+    [("best", "is not one of tpe, nsga2, gp, random or package.module:Factory"),
+     ("no_such_module:X", "cannot import no_such_module"),
+     ("optuna.samplers:NoSuchSampler", "optuna.samplers has no NoSuchSampler"),
+     ("optuna.samplers:BaseSampler", "--sampler 'optuna.samplers:BaseSampler': "),
+     ("collections:OrderedDict", "returned OrderedDict, not an Optuna sampler")],
+)  # fmt: skip
+def test_a_bad_sampler_is_one_error_before_any_study(tmp_path, spec, message):
+    with pytest.raises(AutohmError, match=message):
+        _settings(tmp_path, 3, sampler=spec)
+    assert not (tmp_path / "autohm.db").exists()

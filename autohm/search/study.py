@@ -33,12 +33,12 @@ from autohm.phases import Progress
 from autohm.search.fidelity import RULES, EarlyStop
 from autohm.search.objective import Objective, TrialFailure, counts_toward_budget, mark_lost
 from autohm.search.objectives import DIRECTIONS, OBJECTIVES, OLD_OBJECTIVES
+from autohm.search.samplers import make_sampler
 from autohm.search.space import SearchSpace
 from autohm.search.storage import Location, locate, open_storage
 from autohm.tasks import parse_task_spec
 from autohm.trial import Workload, run_trial
 
-SAMPLERS = ("tpe", "nsga2", "gp", "random")
 SEEDS = 2**32  # numpy's seeds, which the samplers use
 IDENTITY = ("task", "model", "space_parameters", "latency_shape")  # a resumed study agrees
 
@@ -81,7 +81,7 @@ class SearchSettings:
         if self.budget < 1:
             raise AutohmError(f"--budget must be at least 1, got {self.budget}")
         parse_task_spec(self.task)  # an unknown task or option fails before a study exists
-        _one_of("--sampler", self.sampler, SAMPLERS)
+        make_sampler(self.sampler, None, self.budget)  # a bad --sampler fails before any work
         _one_of("--prune", self.prune, RULES)
         if self.n_jobs < 1:
             raise AutohmError(f"--n-jobs must be at least 1, got {self.n_jobs}")
@@ -143,19 +143,6 @@ def open_study(settings: SearchSettings) -> tuple[optuna.Study, Location]:
     seed = None if settings.seed is None else (settings.seed + trials) % SEEDS
     study.sampler = make_sampler(settings.sampler, seed, settings.budget)
     return study, location
-
-
-def make_sampler(name: str, seed: int | None, budget: int) -> optuna.samplers.BaseSampler:
-    """tpe (Optuna's default for several objectives), nsga2 (population a quarter of the
-    budget, 4 to 50), gp or random; each honours the constraints."""
-    if name == "tpe":
-        return optuna.samplers.TPESampler(seed=seed, multivariate=True)
-    if name == "nsga2":
-        population = max(4, min(50, budget // 4))
-        return optuna.samplers.NSGAIISampler(seed=seed, population_size=population)
-    if name == "gp":
-        return optuna.samplers.GPSampler(seed=seed)
-    return optuna.samplers.RandomSampler(seed=seed)
 
 
 def finished(study: optuna.Study) -> int:
