@@ -17,12 +17,11 @@ or parameters might have put it on the front.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-RULES = ("median", "halving", "pareto", "none")
 KNOWN_COSTS = ("flops", "params")  # objectives fixed before fine-tuning, minimised
 
 
@@ -61,15 +60,40 @@ class EarlyStop:
     @property
     def weighs_costs(self) -> bool:
         """Whether the rule needs the trial's KNOWN_COSTS (computing them takes a FLOP count)."""
-        return self.rule == "pareto"
+        return self.rule in COST_RULES
 
     def should_stop(self, trial: Progress, others: Sequence[Progress]) -> bool:
         """Whether a trial falls behind `others` (completed trials at the same step)."""
         if not self.active or len(others) < self.min_trials:
             return False
-        if self.weighs_costs:
-            return any(trial.dominated_by(other) for other in others)
-        accuracies = [other.accuracy for other in others]
-        if self.rule == "median":
-            return trial.accuracy < float(np.median(accuracies))
-        return trial.accuracy < float(np.quantile(accuracies, 1 - 1 / self.eta))
+        return STOP_RULES[self.rule](trial, others, self.eta)
+
+
+StopRule = Callable[[Progress, Sequence[Progress], int], bool]
+"""rule(trial, others, eta) -> stop? (others: at least min_trials completed trials)"""
+
+
+def _median(trial: Progress, others: Sequence[Progress], eta: int) -> bool:
+    return trial.accuracy < float(np.median([other.accuracy for other in others]))
+
+
+def _halving(trial: Progress, others: Sequence[Progress], eta: int) -> bool:
+    return trial.accuracy < float(np.quantile([other.accuracy for other in others], 1 - 1 / eta))
+
+
+def _pareto(trial: Progress, others: Sequence[Progress], eta: int) -> bool:
+    return any(trial.dominated_by(other) for other in others)
+
+
+def _never(trial: Progress, others: Sequence[Progress], eta: int) -> bool:
+    return False
+
+
+STOP_RULES: dict[str, StopRule] = {
+    "median": _median,
+    "halving": _halving,
+    "pareto": _pareto,
+    "none": _never,
+}
+RULES = tuple(STOP_RULES)
+COST_RULES = ("pareto",)  # rules that compare KNOWN_COSTS too
