@@ -55,3 +55,8 @@ def test_autohm_bench_train_prints_steps_and_the_trial_phases(tmp_path):
         trial["timings"])  # fmt: skip
     assert trial["stored_bytes"] == sum(trial["files"].values()) > 0
     assert "adapter.safetensors" in trial["files"]
+
+
+def test_a_size_below_one_is_one_error():
+    with pytest.raises(AutohmError, match="--size: '0x2': d_model must be a positive integer"):
+        bench_train.base_model(None, "0x2")

@@ -77,7 +77,9 @@ def random_case() -> Case:
 def mamba_130m_case() -> Case:
     """A mamba-130m-shaped model (d_model 768, 24 layers, random weights) at its default
     deployment shape, 1 x 64."""
-    config = MambaConfig(d_model=768, n_layer=24, vocab_size=50280)
+    from autohm.bench.train import size_config
+
+    config = size_config("130m")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         dense = MambaClassifier(config, num_labels=2).eval()

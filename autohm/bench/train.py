@@ -72,11 +72,9 @@ class TrialRow:
     files: dict[str, int] = field(default_factory=dict)
 
 
-def base_model(model: str | None, size: str) -> tuple[MambaLM, str]:
-    """(the base, its description): the checkpoint `model`, or random weights of `size`: a
-    name in SIZES or D_MODELxLAYERS (e.g. 64x2)."""
-    if model is not None:
-        return MambaLM.from_pretrained(model), model
+def size_config(size: str) -> MambaConfig:
+    """The MambaConfig of `size`: a name in SIZES or D_MODELxLAYERS (e.g. 64x2), the mamba
+    checkpoints' vocabulary."""
     if size in SIZES:
         d_model, layers = SIZES[size]
     else:
@@ -86,10 +84,22 @@ def base_model(model: str | None, size: str) -> tuple[MambaLM, str]:
             raise AutohmError(
                 f"--size: {size!r} is not one of {', '.join(SIZES)} or D_MODELxLAYERS"
             ) from None
+    try:
+        return MambaConfig(d_model=d_model, n_layer=layers, vocab_size=VOCAB)
+    except ValueError as error:  # a width or depth below 1
+        raise AutohmError(f"--size: {size!r}: {error}") from None
+
+
+def base_model(model: str | None, size: str) -> tuple[MambaLM, str]:
+    """(the base, its description): the checkpoint `model`, or random weights of `size`
+    (size_config)."""
+    if model is not None:
+        return MambaLM.from_pretrained(model), model
+    config = size_config(size)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
-        base = MambaLM(MambaConfig(d_model=d_model, n_layer=layers, vocab_size=VOCAB))
-    return base, f"random weights, d_model {d_model}, {layers} layers"
+        base = MambaLM(config)
+    return base, f"random weights, d_model {config.d_model}, {config.n_layer} layers"
 
 
 class PeakMemory:
@@ -280,7 +290,8 @@ def run_trial_phases(
     result = run_trial(config, workload, report=lambda *_: False, progress=shown)
     total = time.perf_counter() - start
     with tempfile.TemporaryDirectory() as directory:
-        files = {path.name: path.stat().st_size for path in result.save(directory)}
+        stored = result.save(directory, lean=True)
+        files = {path.name: path.stat().st_size for path in stored}
     return TrialRow(result.metrics["timings"], total, sum(files.values()), files)
 
 
