@@ -33,9 +33,14 @@ def resident_bytes() -> int | None:
     return _proc_bytes("/proc/self/status", "VmRSS")
 
 
+def widest_inner(config: MambaConfig) -> int:
+    """The most channels any layer has (a compact model's layers differ)."""
+    return max(config.d_inner, *(config.layer_inner(i) for i in range(config.n_layer)))
+
+
 def weight_bytes(config: MambaConfig) -> int:
     """The float32 weights of a model of `config` (embedding and every layer)."""
-    widest = max(config.d_inner, *(config.layer_inner(i) for i in range(config.n_layer)))
+    widest = widest_inner(config)
     per_layer = 3 * config.d_model * widest + widest * (config.d_conv + 2 * config.d_state + 8)
     return FLOAT_BYTES * (config.padded_vocab_size * config.d_model + config.n_layer * per_layer)
 
@@ -47,7 +52,7 @@ def trial_bytes(config: MambaConfig, batch: int, seq_len: int) -> int:
     (SAVED_PER_CHANNEL floats per channel, token and layer: in_proj's output, the conv's input
     and output, the scan's inputs and states, the gate). mamba-130m at batch 8 x 64: 3.2 GB;
     `autohm train` peaked at 4.1 GB with the base model and the runtime loaded."""
-    widest = max(config.d_inner, *(config.layer_inner(i) for i in range(config.n_layer)))
+    widest = widest_inner(config)
     activations = SAVED_PER_CHANNEL * widest * batch * seq_len * config.n_layer * FLOAT_BYTES
     return 4 * weight_bytes(config) + activations
 

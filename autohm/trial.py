@@ -53,6 +53,7 @@ from autohm.peft import (
     count_parameters,
     module_importance,
     save_adapter,
+    save_order,
 )
 from autohm.phases import Progress, ignore
 from autohm.pretrain import base_model
@@ -178,7 +179,7 @@ class TrialResult:
         write_text(directory / "metrics.json", json.dumps(self.metrics, indent=2))
         self.config.save(directory / "config.yaml")
         if lean and self.config.peft.mode == "full":
-            write_text(directory / "order.json", json.dumps(self.orders))
+            save_order(directory, self.orders)
             write_text(directory / "WEIGHTS.txt", FULL_WEIGHTS_NOTE)
         else:
             config = self.config.model_dump(mode="json")
@@ -221,8 +222,7 @@ def run_trial(
 
     clock = time.perf_counter()
     progress("evaluation", detail="validation accuracy of the compact model")
-    model.eval()
-    small = compact(model)
+    small = compact(model)  # fine_tune left the model in evaluation mode
     metrics = evaluate(small, task, test)
     timings["evaluation_s"] = time.perf_counter() - clock + fidelity_s
 

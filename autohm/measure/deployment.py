@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from autohm.errors import AutohmError
 from autohm.measure.flops import analytic_flops
-from autohm.memory import FLOAT_BYTES, available_bytes, weight_bytes
+from autohm.memory import FLOAT_BYTES, available_bytes, weight_bytes, widest_inner
 from autohm.model import MambaConfig
 
 DEFAULT_BATCH = 32  # the largest default batch, and the built-in model's
@@ -32,7 +32,7 @@ def default_batch(config: MambaConfig, seq_len: int) -> int:
 def forward_bytes(config: MambaConfig, batch: int, seq_len: int) -> int:
     """An upper estimate of the memory one inference forward at this shape needs, weights of
     the model and its dense reference included."""
-    widest = max(config.d_inner, *(config.layer_inner(i) for i in range(config.n_layer)))
+    widest = widest_inner(config)
     # live activations of one layer per token: in_proj's output (2 d_inner), the conv's input
     # and output, the scan's input, delta, gate and output (about 6 d_inner more), x_proj's
     # output and the residual stream (a few d_model); doubled for the allocator's slack

@@ -126,16 +126,16 @@ def measure_latency(
                 stack.enter_context(pinned_scan_backend(m.to(device).eval(), scan_backend))
             stack.enter_context(torch.inference_mode())
             backend = scan_backends_in_use(model, device)
-            for done in range(warmup):
+            done = 0
+            while done < warmup:  # the first round may shrink `warmup` and `repeats`
                 start = perf_counter()
                 for forward in forwards:
                     forward()
                 if device.type == "cuda":
                     torch.cuda.synchronize(device)
-                if done == 0 and budget_s is not None:
+                done += 1
+                if done == 1 and budget_s is not None:
                     warmup, repeats = _fit(budget_s, perf_counter() - start, warmup, repeats)
-                if done + 1 >= warmup:
-                    break
             times = np.zeros((repeats, len(forwards)))
             for run in range(repeats):
                 turns = range(len(forwards)) if run % 2 == 0 else reversed(range(len(forwards)))

@@ -9,7 +9,7 @@ from autohm.peft.errors import PeftError
 from autohm.peft.export import deployed, export_peft, merged_copy
 from autohm.peft.ia3 import IA3
 from autohm.peft.importance import IMPORTANCE_KINDS, channel_importance, module_importance
-from autohm.peft.io import load_adapter, save_adapter
+from autohm.peft.io import load_adapter, save_adapter, save_order
 from autohm.peft.lora import LoRA
 from autohm.peft.targets import PEFT_MODULES
 
@@ -34,5 +34,6 @@ __all__ = [
     "merged_copy",
     "module_importance",
     "save_adapter",
+    "save_order",
     "unmerge_adapters",
 ]

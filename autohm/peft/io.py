@@ -49,6 +49,11 @@ def trainable_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
     return {name: tensor.contiguous().clone() for name, tensor in tensors.items()}
 
 
+def save_order(directory: str | Path, orders: list[list[int]]) -> Path:
+    """order.json: new channel k of layer i is base channel orders[i][k]."""
+    return write_text(Path(directory) / ORDER_FILE, json.dumps(orders))
+
+
 def save_adapter(
     model: nn.Module,
     directory: str | Path,
@@ -61,7 +66,7 @@ def save_adapter(
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     if orders is not None:
-        write_text(directory / ORDER_FILE, json.dumps(orders))
+        save_order(directory, orders)
     write_tensors(directory / ADAPTER_FILE, trainable_tensors(model))
     has_masks = bool(mask_settings(model))
     if has_masks:
