@@ -63,15 +63,18 @@ def _is_database(path: Path) -> bool:
 
 def write_atomically(path: str | Path, write: Callable[[Path], object]) -> Path:
     """Call write(temporary) on a temporary file beside `path`, then rename it to `path` (its
-    directory is created when missing)."""
+    directory is created when missing). A write the system refuses (disk full, a file system
+    that takes no files) is an AutohmError naming the path; `path` is left as it was."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.part")  # usual permissions
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         write(temporary)
         os.replace(temporary, path)
-    except BaseException:
+    except BaseException as error:
         temporary.unlink(missing_ok=True)
+        if isinstance(error, OSError):
+            raise AutohmError(f"cannot write {path}: {error.strerror or error}") from None
         raise
     return path
 

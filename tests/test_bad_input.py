@@ -148,3 +148,17 @@ def test_the_eta_of_a_budget_beyond_any_clock_is_never():
     line = progress.SearchProgress(console=None, budget=2**63)
     line.done_here, line.started = 1, line.started - 10  # ten seconds a trial
     assert line._eta(1) == "never"
+
+
+def test_a_write_the_system_refuses_is_one_error_naming_the_file(tmp_path, monkeypatch):
+    """Disk full, or a file system that takes no files: an AutohmError, nothing left behind."""
+    from autohm.errors import AutohmError
+    from autohm.files import write_text
+
+    def refuse(self, text):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(type(tmp_path), "write_text", refuse)
+    with pytest.raises(AutohmError, match=r"cannot write .*out.json: No space left on device"):
+        write_text(tmp_path / "out.json", "{}")
+    assert list(tmp_path.iterdir()) == []
