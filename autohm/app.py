@@ -39,8 +39,9 @@ from autohm.figures import (
     pareto_figure,
     sparsity_figure,
 )
-from autohm.search.objectives import OBJECTIVES
-from autohm.search.selection import SelectionError, pick
+from autohm.objectives import OBJECTIVES
+from autohm.selection import SelectionError, pick
+from autohm.storage import existing_study
 from autohm.trial import stop_point
 
 TTL_S = 10  # seconds a read of the storage is reused; the Refresh button reads at once
@@ -84,21 +85,21 @@ def load_names(storage: str) -> list[str]:
 
 
 @st.cache_resource(show_spinner=False)
-def open_study(storage: str, study: str) -> Any:
+def cached_study(storage: str, study: str) -> Any:
     """The study, kept open: Optuna then reads only new and unfinished trials again."""
-    return results.open_study(storage, study)
+    return existing_study(storage, study)
 
 
 @st.cache_data(ttl=TTL_S, show_spinner=False)
 def study_version(storage: str, study: str) -> tuple:
     """The study's fingerprint, read at most every TTL_S seconds (results.version)."""
-    return results.version(open_study(storage, study))
+    return results.version(cached_study(storage, study))
 
 
 @st.cache_resource(max_entries=4, show_spinner="Reading the study")
 def study_snapshot(storage: str, study: str, version: tuple) -> results.Snapshot:
     """The study at `version`, with each trial's hover text (shared; never modified)."""
-    snapshot = results.read(open_study(storage, study))
+    snapshot = results.read(cached_study(storage, study))
     if len(snapshot.table):
         snapshot.table["hover"] = hover_text(snapshot.table)
     return snapshot
@@ -117,11 +118,11 @@ def load_baselines(path: str) -> pd.DataFrame:
 
 def config_yaml(storage: str, study: str, number: int) -> bytes:
     """The file `autohm export --trial NUMBER` writes: the download button's bytes."""
-    from autohm.search.export import export_trial  # loads the training stack: only on demand
+    from autohm.export import export_trial  # loads the training stack: only on demand
 
     with tempfile.TemporaryDirectory() as directory:
         target = Path(directory) / "trial.yaml"
-        path, _ = export_trial(results.open_study(storage, study), f"trial:{number}", target)
+        path, _ = export_trial(existing_study(storage, study), f"trial:{number}", target)
         return path.read_bytes()
 
 
@@ -248,7 +249,7 @@ def sidebar_source() -> Source | None:
         help="baselines.json from `autohm baselines --out DIR`: drawn as reference points",
     )
     if bar.button("Refresh", help=f"Read the storage now (reads are reused for {TTL_S} s)"):
-        for cached in (load_names, study_version, load_baselines, open_study):
+        for cached in (load_names, study_version, load_baselines, cached_study):
             cached.clear()
     return Source(storage, study, baselines.strip())
 
@@ -477,7 +478,7 @@ def progress_page(table: pd.DataFrame) -> None:
     else:
         st.plotly_chart(hypervolume_figure(history, by), width="stretch")
         st.caption(
-            "Fraction of the unit box the front dominates, in the units of the README: "
+            "Fraction of the unit box the front dominates, in the units of docs/search.md: "
             "1 − accuracy, FLOPs / (1.1 × dense), params / (1.1 × all), latency / 2 "
             "(latency is already a multiple of the dense model's)."
         )

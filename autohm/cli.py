@@ -353,9 +353,9 @@ def train(
     and the compact deployed model (DIR/deploy)."""
     from autohm.config import TrialConfig
     from autohm.deploy import describe
+    from autohm.export import read_run_settings
     from autohm.phases import phase_log
     from autohm.runs import DEPLOY_DIR, SUMMARY_KEYS, train_and_save
-    from autohm.search.export import read_run_settings
 
     check_output_dir(out)
     trial_config = TrialConfig.load(config)
@@ -450,8 +450,8 @@ def search(
     from autohm.phases import PhaseLog, phase_log
     from autohm.search.progress import SearchProgress
     from autohm.search.space import load_space
-    from autohm.search.storage import locate
     from autohm.search.study import SearchSettings, Terminated, run_search
+    from autohm.storage import locate
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # the progress lines say it all
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
@@ -511,8 +511,8 @@ def export(
     out: Path | None = typer.Option(None, "--out", "-o", help="File to write."),
 ) -> None:
     """Write a searched configuration as YAML for `autohm train --config FILE`, or all trials."""
-    from autohm.search.export import export_table, export_trial
-    from autohm.search.storage import existing_study, own_files
+    from autohm.export import export_table, export_trial
+    from autohm.storage import existing_study, own_files
 
     opened = existing_study(storage, study)
     protected = own_files(opened, storage)
@@ -555,8 +555,8 @@ def ablate(
     if config is not None:
         chosen = TrialConfig.load(config)
     else:
-        from autohm.search.export import picked_config
-        from autohm.search.storage import existing_study
+        from autohm.export import picked_config
+        from autohm.storage import existing_study
 
         opened = existing_study(storage, study, writable=True)  # the report is stored in it
         chosen, trial = picked_config(opened, pick)

@@ -11,6 +11,7 @@ round-trips through YAML. Unknown keys and out-of-range values are rejected with
 from __future__ import annotations
 
 import typing
+from collections.abc import Collection
 from pathlib import Path
 from typing import Literal
 
@@ -29,7 +30,7 @@ from pydantic.fields import FieldInfo
 from autohm.errors import AutohmError
 from autohm.files import write_text
 from autohm.masking.sites import SITES
-from autohm.scan_order import METHODS, SOURCES
+from autohm.scan_order import SOLVERS, SOURCES
 from autohm.yaml_text import load_yaml
 
 PEFT_TARGETS = ("in_proj", "x_proj", "dt_proj", "out_proj")
@@ -64,7 +65,7 @@ class ScanOrderConfig(Section):
     @field_validator("method")
     @classmethod
     def _known_method(cls, value: str) -> str:
-        return _one_of(value, METHODS)
+        return _one_of(value, SOLVERS)
 
     @field_validator("source")
     @classmethod
@@ -205,7 +206,7 @@ def _members(field: FieldInfo) -> set:
     return set(typing.get_args(annotation)) | {annotation}
 
 
-def _one_of(value: str, allowed: tuple[str, ...]) -> str:
+def _one_of(value: str, allowed: Collection[str]) -> str:
     if value not in allowed:
         raise ValueError(f"{value!r} is not one of {', '.join(allowed)}")
     return value

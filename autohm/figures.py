@@ -14,14 +14,14 @@ from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
 from autohm import results
-from autohm.search.objectives import DIRECTIONS, OBJECTIVES
+from autohm.objectives import DIRECTIONS, OBJECTIVES
 
 LABELS = {"accuracy": "accuracy", "flops": "FLOPs", "params": "trainable params",
           "latency": "latency (x dense)"}  # fmt: skip
 MAXIMISED = {name for name, d in zip(OBJECTIVES, DIRECTIONS, strict=True) if d == "maximize"}
 FRONT, DOMINATED, INFEASIBLE = "#1f6feb", "#a0a8b5", "#d1495b"
 REFERENCE, VARIANT, STEP = "#111827", "#8e44ad", "#0b3d91"
-METHODS = ("frozen", "ia3", "lora")  # heat-map codes 0, 1, 2: grey, amber, blue
+HEATMAP_METHODS = ("frozen", "ia3", "lora")  # heat-map codes 0, 1, 2: grey, amber, blue
 METHOD_SCALE = [[0.0, "#e5e7eb"], [1 / 3, "#e5e7eb"], [1 / 3, "#f59e0b"], [2 / 3, "#f59e0b"],
                 [2 / 3, FRONT], [1.0, FRONT]]  # fmt: skip
 PLOT_HEIGHT = 440
@@ -396,7 +396,7 @@ def history_figure(table: pd.DataFrame, by: str) -> go.Figure:
 
 def allocation_figure(grid: pd.DataFrame) -> go.Figure:
     """Layers x modules: LoRA (with its rank), IA3 or frozen, importance on hover."""
-    codes = grid.assign(code=grid["method"].map({m: i for i, m in enumerate(METHODS)}))
+    codes = grid.assign(code=grid["method"].map({m: i for i, m in enumerate(HEATMAP_METHODS)}))
     z = codes.pivot(index="layer", columns="module", values="code")
     text = grid.assign(
         text=[

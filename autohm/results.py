@@ -20,14 +20,15 @@ import pandas as pd
 from optuna.trial import FrozenTrial, TrialState
 
 from autohm.errors import AutohmError
-from autohm.search.objectives import (
+from autohm.objectives import (
     DIRECTIONS,
     OBJECTIVES,
+    feasible,
+    front_mask,
     minimised,
-    pareto_mask,
     read_objectives,
 )
-from autohm.search.storage import existing_study, locate, open_storage
+from autohm.storage import existing_study, locate, open_storage
 
 RAW_METRICS = ("allocation", "sparsity", "task")  # kept whole: one entry per layer and module
 ATTRIBUTES = (
@@ -56,37 +57,6 @@ def trials_frame(trials: Sequence[FrozenTrial]) -> pd.DataFrame:
         front[np.flatnonzero(candidates.to_numpy())] = front_mask(minimised(values))
     table["pareto"] = front
     return table.sort_values("number", ignore_index=True)
-
-
-def front_mask(losses: np.ndarray, chunk: int = 1024) -> np.ndarray:
-    """pareto_mask for many points: a point dominated within its chunk is dominated, so only
-    the chunks' survivors are compared with each other (about n * chunk comparisons instead of
-    n^2 when the front is small; every point on it is compared with every other)."""
-    losses = np.asarray(losses, dtype=float)
-    if len(losses) <= chunk:
-        return pareto_mask(losses)
-    starts = range(0, len(losses), chunk)
-    survivors = np.concatenate(
-        [start + np.flatnonzero(pareto_mask(losses[start : start + chunk])) for start in starts]
-    )
-    mask = np.zeros(len(losses), dtype=bool)
-    mask[survivors] = pareto_mask(losses[survivors])
-    return mask
-
-
-def feasible(trial: FrozenTrial) -> bool:
-    """Every constraint satisfied (a trial without constraints is feasible)."""
-    return all(value <= 0 for value in trial.constraints.values())
-
-
-def anchor_metrics(trials: Sequence[FrozenTrial]) -> dict[str, Any] | None:
-    """The metrics of the lowest-numbered completed trial, which fix the hypervolume units
-    (its objective values when it recorded no metrics); None before any trial completed."""
-    completed = [t for t in trials if t.state == TrialState.COMPLETE]
-    if not completed:
-        return None
-    first = min(completed, key=lambda t: t.number)
-    return first.user_attrs.get("metrics") or dict(zip(OBJECTIVES, first.values, strict=True))
 
 
 def training_steps(trial: FrozenTrial) -> tuple[int, int]:
@@ -179,14 +149,9 @@ def study_names(storage: str | None) -> list[str]:
     )
 
 
-def open_study(storage: str | None, name: str | None) -> optuna.Study:
-    """The study `name` of `storage` (optional when the storage holds one study), for reading."""
-    return existing_study(storage, name)
-
-
 def snapshot(storage: str | None, name: str | None) -> Snapshot:
     """The study's trials, configurations and attributes as they are now."""
-    return read(open_study(storage, name))
+    return read(existing_study(storage, name))
 
 
 def version(study: optuna.Study) -> tuple:
@@ -326,7 +291,7 @@ def front_2d(table: pd.DataFrame, x: str, y: str) -> pd.DataFrame:
 
 def hypervolume_history(table: pd.DataFrame) -> pd.DataFrame:
     """The hypervolume recorded after each completed trial (normalised units, see
-    autohm.search.objectives): number, datetime_start, hypervolume."""
+    autohm.objectives): number, datetime_start, hypervolume."""
     columns = ["number", "datetime_start", "hypervolume"]
     if table.empty or "hypervolume" not in table:
         return pd.DataFrame(columns=columns)

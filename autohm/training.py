@@ -9,13 +9,8 @@ import torch
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from autohm.errors import AutohmError
+from autohm.errors import TrialFailed
 from autohm.model.mixer import MambaMixer
-
-
-class TrialFailed(AutohmError):
-    """Training went wrong in a way the search records as a failed trial (the message says why);
-    `autohm train` prints it as one error line."""
 
 
 def batches(

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import optuna
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -22,7 +23,7 @@ from torch import nn
 from autohm.config import TrialConfig
 from autohm.deploy import compact
 from autohm.devices import default_device
-from autohm.errors import AutohmError
+from autohm.errors import AutohmError, TrialFailed
 from autohm.files import write_text
 from autohm.masking import (
     SparsityPenalty,
@@ -60,7 +61,7 @@ from autohm.pretrain import base_model
 from autohm.scan_order import collect_statistics, correlation_cost, path_cost, permute_channels
 from autohm.scan_order import solve as solve_order
 from autohm.tasks import Task, load_task
-from autohm.training import TrialFailed, accuracy, batches, optimiser_step
+from autohm.training import accuracy, batches, optimiser_step
 
 __all__ = ["TrialFailed", "TrialPruned", "TrialResult", "Workload", "run_trial"]
 
@@ -81,8 +82,9 @@ def stop_point(step: int) -> str:
     return "after mask learning" if step == 0 else f"at fine-tuning step {step}"
 
 
-class TrialPruned(Exception):
-    """The search's multi-fidelity rule stopped the trial at `step` with `accuracy`."""
+class TrialPruned(optuna.TrialPruned):
+    """The search's multi-fidelity rule stopped the trial at `step` with `accuracy` (Optuna
+    records the trial as pruned)."""
 
     def __init__(self, step: int, accuracy: float) -> None:
         super().__init__(f"stopped early {stop_point(step)} (validation accuracy {accuracy:.4f})")

@@ -12,7 +12,7 @@ import time
 
 import numpy as np
 
-from autohm.scan_order.solvers import METHODS, path_cost, solve
+from autohm.scan_order.solvers import SOLVERS, path_cost, solve
 
 SAMPLES = 2000
 LATENT = 6
@@ -33,7 +33,7 @@ def correlation_cost(n: int, seed: int = 0) -> np.ndarray:
 
 def available(n: int) -> list[str]:
     """The methods that run at this size (held_karp only up to its limit, lkh only with elkai)."""
-    names = [m for m in METHODS if m != "held_karp" or n <= 16]
+    names = [m for m in SOLVERS if m != "held_karp" or n <= 16]
     try:
         import elkai  # noqa: F401
     except ImportError:

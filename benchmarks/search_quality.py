@@ -28,13 +28,14 @@ import numpy as np
 import optuna
 from optuna.trial import TrialState
 
-from autohm.results import anchor_metrics, training_steps
-from autohm.search.objectives import (
+from autohm.objectives import (
+    anchor_metrics,
     minimised,
     normalised_hypervolume,
     pareto_mask,
     read_objectives,
 )
+from autohm.results import training_steps
 from autohm.search.space import load_space
 from autohm.search.study import SearchSettings, run_search
 from autohm.trial import Workload

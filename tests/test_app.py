@@ -26,10 +26,11 @@ from streamlit.testing.v1 import AppTest
 from autohm import app, figures, results
 from autohm.config import TrialConfig
 from autohm.errors import AutohmError
-from autohm.search.export import export_trial
-from autohm.search.objectives import DIRECTIONS, OBJECTIVES, pareto_mask
+from autohm.export import export_trial
+from autohm.objectives import DIRECTIONS, OBJECTIVES, front_mask, pareto_mask
 from autohm.search.space import load_space
 from autohm.search.study import SearchSettings, run_search
+from autohm.storage import existing_study
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = ROOT / "app.py"  # the shim that runs autohm.app.main
@@ -164,7 +165,7 @@ def test_the_app_renders_a_real_quick_study(monkeypatch, real_study):
 
 def test_the_yaml_download_is_the_file_autohm_export_writes(real_study, tmp_path):
     storage, name = real_study
-    study = results.open_study(storage, name)
+    study = existing_study(storage, name)
     for trial in study.get_trials(states=[TrialState.COMPLETE]):
         path, _ = export_trial(study, f"trial:{trial.number}", tmp_path / "export.yaml")
         data = app.config_yaml(storage, name, trial.number)
@@ -206,7 +207,7 @@ def test_the_app_shows_baselines_failures_constraints_and_the_ablation(
     assert page.dataframe[0].value["accuracy"].iloc[0] == "0.8 ± 0.008"
     assert "cannot matter" in page.markdown[-1].value
     _view(page, "Trial")
-    failed = next(t.number for t in results.open_study(storage, name).trials
+    failed = next(t.number for t in existing_study(storage, name).trials
                   if t.state == TrialState.FAIL and "fail_reason" in t.user_attrs)  # fmt: skip
     page.selectbox(key="w.trial").set_value(failed)
     _rerun(page)
@@ -344,7 +345,7 @@ def test_ten_thousand_trials_are_read_filtered_and_drawn():
 def test_the_chunked_front_is_the_front():
     rng = np.random.default_rng(1)
     for points in (rng.random((3000, 4)), np.repeat(rng.random((400, 3)), 3, axis=0)):
-        assert (results.front_mask(points, chunk=256) == pareto_mask(points)).all()
+        assert (front_mask(points, chunk=256) == pareto_mask(points)).all()
 
 
 def test_the_2d_front_and_the_histories():

@@ -1,5 +1,5 @@
-"""The package imports one way: no module imports a module of a higher layer (docs: README,
-Architecture). Modules of one layer may import each other."""
+"""The package imports one way: no module imports a module of a higher layer
+(docs/architecture.md). Modules of one layer may import each other."""
 
 import ast
 from pathlib import Path
@@ -11,8 +11,11 @@ LAYERS = [  # bottom up; a name is a module or a package of autohm
     {"model", "tasks"},
     {"memory", "scan_order", "masking", "peft", "config", "training", "pretrain"},
     {"deploy", "measure"},
-    {"trial"},
-    {"search", "results", "runs", "ablation"},
+    {"outcome", "trial"},
+    {"objectives", "storage", "selection"},
+    {"results"},
+    {"export"},
+    {"search", "runs", "ablation"},
     {"figures", "app", "bench", "cli", "__main__"},
 ]
 LAYER = {name: level for level, names in enumerate(LAYERS) for name in names}

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from autohm.scan_order import solvers
-from autohm.scan_order.solvers import METHODS, path_cost, refine, solve
+from autohm.scan_order.solvers import SOLVERS, path_cost, refine, solve
 
 LOCAL_SEARCHES = ("two_opt", "or_opt", "annealing", "best")
 
@@ -46,7 +46,7 @@ def needs_elkai(method: str) -> None:
 
 @pytest.mark.parametrize(
     ("method", "n"),
-    [(m, n) for m in METHODS for n in (1, 2, 3, 10, 40) if m != "held_karp" or n <= 16],
+    [(m, n) for m in SOLVERS for n in (1, 2, 3, 10, 40) if m != "held_karp" or n <= 16],
 )
 def test_every_method_returns_a_permutation(method, n):
     needs_elkai(method)

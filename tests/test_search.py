@@ -27,22 +27,22 @@ from optuna.trial import TrialState
 from autohm import cli, results
 from autohm.config import TrialConfig
 from autohm.errors import AutohmError
+from autohm.export import export_table, export_trial, read_run_settings
 from autohm.model import MambaLM
-from autohm.search import objective
-from autohm.search.export import export_table, export_trial, read_run_settings
-from autohm.search.fidelity import EarlyStop, Progress
-from autohm.search.objectives import (
+from autohm.objectives import (
     DIRECTIONS,
     OBJECTIVES,
     OLD_OBJECTIVES,
     hypervolume,
     pareto_mask,
 )
+from autohm.search import objective
+from autohm.search.fidelity import EarlyStop, Progress
 from autohm.search.progress import early_stops
-from autohm.search.selection import SelectionError, pick
 from autohm.search.space import SearchSpaceError, built_in_spaces, load_space, suggest
-from autohm.search.storage import StorageError, existing_study
-from autohm.search.study import SearchSettings, Terminated, finished, open_study, run_search
+from autohm.search.study import SearchSettings, Terminated, create_or_resume, finished, run_search
+from autohm.selection import SelectionError, pick
+from autohm.storage import StorageError, existing_study
 from autohm.tasks import load_task
 
 TESTS = Path(__file__).resolve().parent
@@ -596,7 +596,7 @@ def test_a_trial_whose_worker_died_before_its_first_heartbeat_is_failed_and_repl
     trial Optuna's stale check never sees; it must not hold a place in the budget."""
     monkeypatch.setattr(objective, "ORPHANED_AFTER_S", 0)  # the grace period alone decides
     settings = _settings(tmp_path, 3, heartbeat_s=1, latency_batch=FakeWorkload.latency_batch)
-    study, _ = open_study(settings)  # as run_search opens it, with the batch resolved
+    study, _ = create_or_resume(settings)  # as run_search opens it, with the batch resolved
     with pytest.warns(UserWarning, match="Heartbeat"):  # ask() outside optimize() warns
         orphan = study.ask()  # the warm start, created; the worker dies here
     time.sleep(3.5)  # past the grace period of two heartbeats (SQLite's clock has seconds)

@@ -18,7 +18,7 @@ import numpy as np
 from autohm.peft.errors import PeftError
 from autohm.peft.targets import PEFT_MODULES
 
-METHODS = ("lora", "ia3", "frozen")
+MODULE_METHODS = ("lora", "ia3", "frozen")
 
 
 @dataclass(frozen=True)
@@ -30,8 +30,8 @@ class Allocation:
     importance: float = math.nan
 
     def __post_init__(self) -> None:
-        if self.method not in METHODS:
-            raise PeftError(f"unknown PEFT method {self.method!r}; choose from {METHODS}")
+        if self.method not in MODULE_METHODS:
+            raise PeftError(f"unknown PEFT method {self.method!r}; choose from {MODULE_METHODS}")
         if self.method == "lora":
             _check_rank(self.rank, "rank")
         elif self.rank is not None:

@@ -14,7 +14,7 @@ from autohm.scan_order.permute import (
 )
 from autohm.scan_order.solvers import (
     HELD_KARP_MAX_N,
-    METHODS,
+    SOLVERS,
     MissingSolverError,
     SolverError,
     path_cost,
@@ -30,7 +30,7 @@ from autohm.scan_order.statistics import (
 
 __all__ = [
     "HELD_KARP_MAX_N",
-    "METHODS",
+    "SOLVERS",
     "MissingSolverError",
     "SolverError",
     "refine",

@@ -11,7 +11,9 @@ moving a segment to an end). Cutting the tour at the dummy gives the path back.
 Input. C must be square, finite and symmetric up to rounding (max |C - C.T| <= 1e-6 max |C|); it
 is averaged with its transpose and its diagonal is ignored. Negative entries are allowed.
 
-Methods (METHODS; each returns a valid permutation for every n >= 1):
+Solvers (SOLVERS, name -> solver: a callable taking a PathProblem and returning the order;
+add one to the mapping to make it a `scan_order.method` everywhere). Each returns a valid
+permutation for every n >= 1; with n <= 2 every order costs the same.
 - identity: arange(n), the model's own order (the baseline).
 - nearest_neighbor: greedy, always on to the cheapest unvisited node, from every start node when
   n <= 256, else from a seeded sample of max(16, 2**25 // n**2) starts; the cheapest path wins.
@@ -34,18 +36,16 @@ Methods (METHODS; each returns a valid permutation for every n >= 1):
 - lkh: Helsgaun's LKH heuristic through the optional `elkai` package (pip install
   'autohm[tsp]') on the tour with the dummy node; costs are shifted to >= 0 and scaled to
   integers up to 1e6 (LKH works on integers). Usually optimal or within a fraction of a percent,
-  but slow: about 20 s at n = 512 and 6 minutes at n = 1536 with elkai's 10 runs. LKH uses its own
+  but slow at mamba's widths (minutes per layer at n = 1536). LKH uses its own
   fixed seed, so `seed` does not change its result.
 - importance: argsort of `importance`, descending (most important channel first; ties keep the
   channel order). Ignores the cost.
 - best: nearest_neighbor, then 2-opt and Or-opt together until neither improves, then iterated
   local search: K times, swap two adjacent runs of 1 to 10 nodes at a random place (a
   double bridge), descend with 2-opt + Or-opt from the six nodes touched, and keep the result
-  unless it is worse. K = 50 n up to n = 512, then 50 * 512 * (512 / n)^1.5 (3.2 n at
-  mamba-130m's n = 1536): about 0.7 s at n = 512 and 0.8 s at n = 1536, where the summed path
-  cost of a 24-layer model is 0.8 % above that of 50 n kicks (which took 7 s a layer;
-  benchmarks/scan_order_phase.py); within about 0.3 % of LKH on correlation costs
-  up to n = 512 (benchmarks/scan_order_solvers.py).
+  unless it is worse. K = 50 n up to n = 512, then 50 * 512 * (512 / n)^1.5, so that a wide
+  layer costs about twice what n = 512 does rather than n^2 / 512^2 times as much (quality
+  against LKH and against more kicks: docs/benchmarks.md).
 
 Determinism: every method returns the same permutation for the same input and seed, unless a
 `time_limit` cuts annealing or best short (they check the clock between 20 chunks of work).
@@ -57,23 +57,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 from numba import njit
 
 from autohm.errors import AutohmError
 
-METHODS: tuple[str, ...] = (
-    "identity",
-    "nearest_neighbor",
-    "two_opt",
-    "or_opt",
-    "annealing",
-    "held_karp",
-    "lkh",
-    "importance",
-    "best",
-)
 HELD_KARP_MAX_N = 16
 
 _NEIGHBOURS = 32  # neighbour-list length of the local searches
@@ -106,6 +97,28 @@ def path_cost(cost: np.ndarray, perm: np.ndarray) -> float:
     return float(cost[perm[:-1], perm[1:]].sum())
 
 
+@dataclass(frozen=True)
+class PathProblem:
+    """One layer's order problem: the validated cost (symmetric, finite, n >= 1), the seed, a
+    score per channel (for solvers that order by importance) and a soft time limit in seconds
+    (for solvers that can stop early)."""
+
+    cost: np.ndarray
+    seed: int = 0
+    importance: np.ndarray | None = None
+    time_limit: float | None = None
+
+    @property
+    def n(self) -> int:
+        return self.cost.shape[0]
+
+
+class Solver(Protocol):
+    """A scan-order solver: the order (an int64 permutation of range(problem.n))."""
+
+    def __call__(self, problem: PathProblem) -> np.ndarray: ...
+
+
 def solve(
     cost: np.ndarray,
     method: str,
@@ -113,32 +126,14 @@ def solve(
     importance: np.ndarray | None = None,
     time_limit: float | None = None,
 ) -> np.ndarray:
-    """Channel order (int64 permutation) minimising path_cost with `method` (see METHODS).
-
-    `importance` is used by method "importance" only; `time_limit` (seconds, soft) by annealing
-    and best only.
-    """
-    cost = _validated_cost(cost)
-    n = cost.shape[0]
-    if method not in METHODS:
-        raise SolverError(f"unknown method {method!r}; available: {', '.join(METHODS)}")
-    if method == "importance":
-        return _by_importance(importance, n)
-    if method == "held_karp" and n > HELD_KARP_MAX_N:
-        raise SolverError(
-            f"held_karp is exact and exponential: n={n} > {HELD_KARP_MAX_N}; "
-            "use 'best', 'lkh' or 'annealing'"
-        )
-    if method == "identity" or n <= 2:  # with n <= 2 every order costs the same
-        return np.arange(n, dtype=np.int64)
-    if method == "held_karp":
-        return _held_karp(cost)
-    if method == "lkh":
-        return _lkh(cost)
-    start = _nearest_neighbour(cost, _nn_starts(n, seed))
-    if method == "nearest_neighbor":
-        return start
-    return refine(cost, start, method, seed=seed, time_limit=time_limit)
+    """Channel order (int64 permutation) minimising path_cost with the solver `method` (see
+    SOLVERS). `importance` is read by "importance" only; `time_limit` (seconds, soft) by
+    annealing and best only."""
+    problem = PathProblem(_validated_cost(cost), seed, importance, time_limit)
+    solver = SOLVERS.get(method)
+    if solver is None:
+        raise SolverError(f"unknown method {method!r}; available: {', '.join(SOLVERS)}")
+    return solver(problem)
 
 
 def refine(
@@ -188,15 +183,52 @@ def _validated_perm(perm: np.ndarray, n: int) -> np.ndarray:
     return p.astype(np.int64)
 
 
-def _by_importance(importance: np.ndarray | None, n: int) -> np.ndarray:
-    if importance is None:
+# ---- the solvers ---------------------------------------------------------------------------------
+
+
+def _identity(problem: PathProblem) -> np.ndarray:
+    return np.arange(problem.n, dtype=np.int64)
+
+
+def _by_importance(problem: PathProblem) -> np.ndarray:
+    n = problem.n
+    if problem.importance is None:
         raise SolverError("method 'importance' needs importance= (one score per channel)")
-    imp = np.asarray(importance, dtype=np.float64)
+    imp = np.asarray(problem.importance, dtype=np.float64)
     if imp.shape != (n,):
         raise SolverError(f"importance must have shape ({n},), got {imp.shape}")
     if not np.isfinite(imp).all():
         raise SolverError("importance has NaN or infinite entries")
     return np.argsort(-imp, kind="stable").astype(np.int64)
+
+
+def _greedy(problem: PathProblem) -> np.ndarray:
+    if problem.n <= 2:
+        return _identity(problem)
+    return _nearest_neighbour(problem.cost, _nn_starts(problem.n, problem.seed))
+
+
+def _exact(problem: PathProblem) -> np.ndarray:
+    if problem.n > HELD_KARP_MAX_N:
+        raise SolverError(
+            f"held_karp is exact and exponential: n={problem.n} > {HELD_KARP_MAX_N}; "
+            "use 'best', 'lkh' or 'annealing'"
+        )
+    return _identity(problem) if problem.n <= 2 else _held_karp(problem.cost)
+
+
+def _lkh_solver(problem: PathProblem) -> np.ndarray:
+    return _identity(problem) if problem.n <= 2 else _lkh(problem.cost)
+
+
+def _refined(method: str) -> Solver:
+    """The solver that refines the greedy order with the local search `method`."""
+
+    def solver(problem: PathProblem) -> np.ndarray:
+        start = _greedy(problem)
+        return refine(problem.cost, start, method, seed=problem.seed, time_limit=problem.time_limit)
+
+    return solver
 
 
 # ---- construction: nearest neighbour, Held-Karp, LKH --------------------------------------------
@@ -607,4 +639,16 @@ _IMPROVERS: dict[str, Callable[..., np.ndarray]] = {
     "or_opt": _improve_or_opt,
     "annealing": _improve_annealing,
     "best": _improve_best,
+}
+
+SOLVERS: dict[str, Solver] = {
+    "identity": _identity,
+    "nearest_neighbor": _greedy,
+    "two_opt": _refined("two_opt"),
+    "or_opt": _refined("or_opt"),
+    "annealing": _refined("annealing"),
+    "held_karp": _exact,
+    "lkh": _lkh_solver,
+    "importance": _by_importance,
+    "best": _refined("best"),
 }

@@ -23,19 +23,15 @@ from optuna.trial import FrozenTrial, TrialState
 
 from autohm import phases
 from autohm.config import ConfigError
-from autohm.results import anchor_metrics, feasible
+from autohm.errors import TrialFailed
+from autohm.objectives import OBJECTIVES, anchor_metrics, feasible, normalised_hypervolume
 from autohm.search.fidelity import KNOWN_COSTS, EarlyStop, Progress
-from autohm.search.objectives import OBJECTIVES, normalised_hypervolume
 from autohm.search.space import SearchSpace, suggest
-from autohm.search.storage import LOST, STALE_AFTER
-from autohm.trial import TrialFailed, TrialPruned
+from autohm.storage import LOST, STALE_AFTER
+from autohm.trial import TrialPruned
 
 WORKER = "worker"  # trial user attribute, the first thing a trial records (its heartbeat runs)
 ORPHANED_AFTER_S = 600  # at least: a live worker may still be sampling a trial's parameters
-
-
-class TrialFailure(Exception):
-    """A trial recorded as FAIL with its reason; the search goes on."""
 
 
 def counts_toward_budget(trial: FrozenTrial) -> bool:
@@ -128,11 +124,13 @@ class Objective:
         if self._surplus(trial.number, [t for t in trials if t.number not in orphans]):
             trial.set_user_attr("surplus", True)
             trial.study.stop()
-            raise TrialFailure("the budget was reached by other trials")
+            raise TrialFailed("the budget was reached by other trials")
         try:
             config = suggest(trial, self.space)
         except ConfigError as error:
-            raise _failure(trial, f"invalid combination: {error}") from None
+            reason = f"invalid combination: {error}"
+            trial.set_user_attr("fail_reason", reason)
+            raise TrialFailed(reason) from None
         trial.set_user_attr("config", config.model_dump(mode="json"))
         try:
             report, progress = self._reporter(trial), self._progress(trial.number)
@@ -140,9 +138,10 @@ class Objective:
         except TrialPruned as stopped:
             trial.set_user_attr("pruned_at_step", stopped.step)
             trial.set_user_attr("accuracy_at_stop", stopped.accuracy)
-            raise optuna.TrialPruned(str(stopped)) from None
+            raise
         except TrialFailed as error:
-            raise _failure(trial, str(error)) from None
+            trial.set_user_attr("fail_reason", str(error))
+            raise
         return self._record(trial, result)
 
     def _surplus(self, number: int, trials: Sequence[FrozenTrial]) -> bool:
@@ -216,12 +215,6 @@ def _progress(accuracy: float, metrics: Mapping[str, Any]) -> Progress:
     """A trial at a fidelity step, with its known costs where `metrics` has them all."""
     costs = tuple(float(metrics[name]) for name in KNOWN_COSTS if name in metrics)
     return Progress(float(accuracy), costs if len(costs) == len(KNOWN_COSTS) else ())
-
-
-def _failure(trial: optuna.Trial, reason: str) -> TrialFailure:
-    """Record why the trial failed; the caller raises the returned error."""
-    trial.set_user_attr("fail_reason", reason)
-    return TrialFailure(reason)
 
 
 def _plain(metrics: dict) -> dict:

@@ -18,8 +18,8 @@ from rich.text import Text
 
 from autohm.results import training_steps, trials_frame
 from autohm.search.objective import counts_toward_budget
-from autohm.search.selection import knee
-from autohm.search.storage import Location
+from autohm.selection import knee
+from autohm.storage import Location
 from autohm.trial import stop_point
 
 SUMMARY_CONFIG = {

@@ -27,15 +27,15 @@ from typing import Any
 import optuna
 
 from autohm import __version__
-from autohm.errors import AutohmError
+from autohm.errors import AutohmError, TrialFailed
 from autohm.measure import check_options
+from autohm.objectives import DIRECTIONS, OBJECTIVES, OLD_OBJECTIVES
 from autohm.phases import Progress
 from autohm.search.fidelity import RULES, EarlyStop
-from autohm.search.objective import Objective, TrialFailure, counts_toward_budget, mark_lost
-from autohm.search.objectives import DIRECTIONS, OBJECTIVES, OLD_OBJECTIVES
+from autohm.search.objective import Objective, counts_toward_budget, mark_lost
 from autohm.search.samplers import make_sampler
 from autohm.search.space import SearchSpace
-from autohm.search.storage import Location, locate, open_storage
+from autohm.storage import Location, locate, open_storage
 from autohm.tasks import parse_task_spec
 from autohm.trial import Workload, run_trial
 
@@ -112,7 +112,7 @@ class SearchSettings:
                 "latency_shape": shape}  # fmt: skip
 
 
-def open_study(settings: SearchSettings) -> tuple[optuna.Study, Location]:
+def create_or_resume(settings: SearchSettings) -> tuple[optuna.Study, Location]:
     """The study of `settings`: created with its directions, metric names and warm start, or
     loaded and checked to be the same search."""
     location = locate(settings.storage, settings.out)
@@ -172,7 +172,7 @@ def run_search(
     )
     if settings.latency_batch is None:  # recorded in the study as the number it resolved to
         settings = replace(settings, latency_batch=workload.latency_batch)
-    study, location = open_study(settings)
+    study, location = create_or_resume(settings)
     mark_lost(study)
     if on_start is not None:
         on_start(study, location)
@@ -188,7 +188,7 @@ def run_search(
         study.optimize(
             objective,
             n_jobs=settings.n_jobs,
-            catch=(TrialFailure,),
+            catch=(TrialFailed,),
             callbacks=[_stop_at_budget(settings.budget), *callbacks],
         )
     return study

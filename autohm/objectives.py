@@ -1,7 +1,7 @@
 """The four objectives and the geometry of their front: dominance, the normalisation that makes
 them comparable, and the hypervolume.
 
-Hypervolume units (documented in the README): every objective becomes a loss to minimise and is
+Hypervolume units (docs/search.md): every objective becomes a loss to minimise and is
 divided by a fixed scale, so that the reference point is (1, 1, 1, 1) and the hypervolume is the
 fraction of that unit box the front dominates, in [0, 1]:
 
@@ -25,6 +25,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+from optuna.trial import FrozenTrial, TrialState
 
 OBJECTIVES = ("accuracy", "flops", "params", "latency")
 DIRECTIONS = ("maximize", "minimize", "minimize", "minimize")
@@ -117,3 +118,34 @@ def normalised_hypervolume(values: Sequence[Sequence[float]], anchor: Mapping) -
     if len(values) == 0:
         return 0.0
     return hypervolume(to_loss(values, scales(anchor)))
+
+
+def front_mask(losses: np.ndarray, chunk: int = 1024) -> np.ndarray:
+    """pareto_mask for many points: a point dominated within its chunk is dominated, so only
+    the chunks' survivors are compared with each other (about n * chunk comparisons instead of
+    n^2 when the front is small; every point on it is compared with every other)."""
+    losses = np.asarray(losses, dtype=float)
+    if len(losses) <= chunk:
+        return pareto_mask(losses)
+    starts = range(0, len(losses), chunk)
+    survivors = np.concatenate(
+        [start + np.flatnonzero(pareto_mask(losses[start : start + chunk])) for start in starts]
+    )
+    mask = np.zeros(len(losses), dtype=bool)
+    mask[survivors] = pareto_mask(losses[survivors])
+    return mask
+
+
+def feasible(trial: FrozenTrial) -> bool:
+    """Every constraint satisfied (a trial without constraints is feasible)."""
+    return all(value <= 0 for value in trial.constraints.values())
+
+
+def anchor_metrics(trials: Sequence[FrozenTrial]) -> dict[str, Any] | None:
+    """The metrics of the lowest-numbered completed trial, which fix the hypervolume units
+    (its objective values when it recorded no metrics); None before any trial completed."""
+    completed = [t for t in trials if t.state == TrialState.COMPLETE]
+    if not completed:
+        return None
+    first = min(completed, key=lambda t: t.number)
+    return first.user_attrs.get("metrics") or dict(zip(OBJECTIVES, first.values, strict=True))

@@ -17,7 +17,7 @@ import optuna
 import sqlalchemy
 
 from autohm.errors import AutohmError
-from autohm.search.objectives import DIRECTIONS
+from autohm.objectives import DIRECTIONS
 
 DEFAULT_FILE = "autohm.db"
 DIALECTS = ("sqlite", "postgresql", "postgres", "mysql", "mariadb", "oracle", "mssql")

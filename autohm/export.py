@@ -17,9 +17,9 @@ from optuna.trial import FrozenTrial
 
 from autohm.config import TrialConfig
 from autohm.files import check_output_file, write_atomically, write_text
+from autohm.objectives import OBJECTIVES
 from autohm.results import trials_frame
-from autohm.search.objectives import OBJECTIVES
-from autohm.search.selection import SelectionError, pick
+from autohm.selection import SelectionError, pick
 from autohm.yaml_text import load_yaml
 
 

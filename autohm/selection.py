@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from autohm.errors import AutohmError
-from autohm.search.objectives import OBJECTIVES, minimised, pareto_mask
+from autohm.objectives import OBJECTIVES, minimised, pareto_mask
 
 RULES = ("knee", "max-accuracy", "min-flops", "min-params", "min-latency", "trial:N")
 LEXICOGRAPHIC = {
