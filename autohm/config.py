@@ -30,6 +30,7 @@ from pydantic.fields import FieldInfo
 from autohm.errors import AutohmError
 from autohm.files import write_text
 from autohm.masking.sites import SITES
+from autohm.peft import POLICIES
 from autohm.scan_order import SOLVERS, SOURCES
 from autohm.yaml_text import load_yaml
 
@@ -120,7 +121,7 @@ class PeftConfig(Section):
     """Pillar 3: "hybrid" allocates LoRA / IA3 / frozen by importance quantiles; "lora",
     "ia3", "full" (every weight) and "head" (linear probe) are the reference points."""
 
-    mode: Literal["hybrid", "lora", "ia3", "full", "head"] = "hybrid"
+    mode: str = "hybrid"  # a name of autohm.peft.POLICIES
     importance: Literal["logit", "mean_gate"] = "mean_gate"
     lora_quantile: float = Field(0.5, ge=0, le=1)
     ia3_quantile: float = Field(0.0, ge=0, le=1)
@@ -136,7 +137,18 @@ class PeftConfig(Section):
         if isinstance(value, dict):
             for module in value:
                 _one_of(module, PEFT_TARGETS)
+            missing = [module for module in PEFT_TARGETS if module not in value]
+            if missing:
+                raise ValueError(
+                    f"a rank per module names every module (missing: {', '.join(missing)}), "
+                    "or give one number"
+                )
         return value
+
+    @field_validator("mode")
+    @classmethod
+    def _known_mode(cls, value: str) -> str:
+        return _one_of(value, POLICIES)
 
     @model_validator(mode="after")
     def _ordered_quantiles(self) -> PeftConfig:

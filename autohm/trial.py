@@ -48,8 +48,8 @@ from autohm.memory import trial_memory_shortage
 from autohm.model import MambaClassifier, MambaLM
 from autohm.model.classifier import Pooling
 from autohm.peft import (
+    POLICIES,
     Allocation,
-    allocate,
     apply_allocation,
     count_parameters,
     module_importance,
@@ -334,23 +334,9 @@ def learn_masks(
 
 
 def choose_allocation(model: MambaClassifier, config: TrialConfig) -> dict[str, Allocation]:
-    """Pillar 3's allocation: by importance quantiles (hybrid), or one method everywhere."""
+    """Pillar 3's allocation: the modules' importances under the mode's policy (POLICIES)."""
     settings = config.peft
-    importance = module_importance(model, settings.importance)
-    if settings.mode == "hybrid":
-        return allocate(importance, settings.lora_quantile, settings.ia3_quantile, settings.rank)
-    method = {"lora": "lora", "ia3": "ia3"}.get(settings.mode, "frozen")
-    rank = settings.rank
-    return {
-        key: Allocation(
-            method,
-            (rank if isinstance(rank, int) else rank.get(key.rsplit(".", 1)[1], 4))
-            if method == "lora"
-            else None,
-            value,
-        )
-        for key, value in importance.items()
-    }
+    return POLICIES[settings.mode](module_importance(model, settings.importance), settings)
 
 
 def fine_tune(

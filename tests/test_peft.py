@@ -9,8 +9,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 from helpers import randomise_, tiny_config
+from pydantic import ValidationError
 from safetensors.torch import load_file
 
+from autohm.config import PeftConfig
 from autohm.masking import SITES, attach_masks, mask_modules
 from autohm.masking.masks import mixers
 from autohm.model import MambaClassifier, MambaLM
@@ -19,6 +21,7 @@ from autohm.ops import available_backends
 from autohm.peft import (
     IA3,
     PEFT_MODULES,
+    POLICIES,
     Allocation,
     LoRA,
     PeftError,
@@ -488,3 +491,24 @@ def test_peft_reproduces_the_lora_part_on_transformers_mamba_in_the_base_order(t
     torch.testing.assert_close(got, expected, rtol=0, atol=1e-5)
     unadapted = transformers.MambaForCausalLM.from_pretrained(tmp_path / "base").eval()
     assert not torch.allclose(unadapted.backbone(ids).last_hidden_state, expected, atol=1e-3)
+
+
+def test_each_mode_allocates_through_its_policy():
+    importance = {f"layers.{i}.{m}": float(i) for i in range(2) for m in PEFT_MODULES}
+    ranks = {"in_proj": 8, "x_proj": 4, "dt_proj": 2, "out_proj": 1}
+    lora = POLICIES["lora"](importance, PeftConfig(mode="lora", rank=ranks))
+    assert {key: (a.method, a.rank) for key, a in lora.items()} == {
+        key: ("lora", ranks[key.rsplit(".", 1)[1]]) for key in importance
+    }
+    for mode, method in (("ia3", "ia3"), ("full", "frozen"), ("head", "frozen")):
+        chosen = POLICIES[mode](importance, PeftConfig(mode=mode))
+        assert {a.method for a in chosen.values()} == {method}
+    hybrid = POLICIES["hybrid"](importance, PeftConfig(lora_quantile=0.5, ia3_quantile=0.0))
+    assert hybrid == allocate(importance, 0.5, 0.0, 4)
+
+
+def test_a_rank_per_module_must_name_every_module():
+    with pytest.raises(ValidationError, match="missing: x_proj, dt_proj, out_proj"):
+        PeftConfig(mode="lora", rank={"in_proj": 8})
+    with pytest.raises(ValidationError, match="'nope' is not one of hybrid"):
+        PeftConfig(mode="nope")

@@ -3,7 +3,7 @@ a quantile allocation of LoRA / IA3 / frozen per module, LoRA and IA3 parts of t
 projections, parameter accounting, adapter files and export to Hugging Face PEFT."""
 
 from autohm.peft.accounting import ParamCount, count_parameters
-from autohm.peft.allocation import MODULE_METHODS, Allocation, allocate
+from autohm.peft.allocation import MODULE_METHODS, POLICIES, Allocation, AllocationPolicy, allocate
 from autohm.peft.apply import PeftSettings, apply_allocation, merge_adapters, unmerge_adapters
 from autohm.peft.errors import PeftError
 from autohm.peft.export import deployed, export_peft, merged_copy
@@ -19,6 +19,8 @@ __all__ = [
     "MODULE_METHODS",
     "PEFT_MODULES",
     "Allocation",
+    "AllocationPolicy",
+    "POLICIES",
     "LoRA",
     "ParamCount",
     "PeftError",

@@ -1,5 +1,11 @@
-"""The hybrid allocation: which module gets LoRA (rank r), IA3 or nothing, from its importance.
+"""Allocation policies: which module gets LoRA (rank r), IA3 or nothing, from its importance.
 
+POLICIES maps each `peft.mode` to its policy (a callable taking the importances and the PEFT
+settings): "hybrid" by importance quantiles (below); "lora" and "ia3" the one method everywhere;
+"full" and "head" no adapter anywhere (full fine-tuning then trains every weight itself, a
+linear probe only the head).
+
+The hybrid allocation:
 Two thresholds are quantiles of the importance distribution (scale-free): t(q) = the q-quantile
 of the modules' importances (linear interpolation), and t(1) = +inf so that q = 1 selects none.
 A module at or above t(lora_quantile) gets LoRA; one at or above t(ia3_quantile) but below it
@@ -11,12 +17,17 @@ ia3_quantile < 1, else everything frozen).
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
 from autohm.peft.errors import PeftError
 from autohm.peft.targets import PEFT_MODULES
+
+if TYPE_CHECKING:
+    from autohm.config import PeftConfig
 
 MODULE_METHODS = ("lora", "ia3", "frozen")
 
@@ -101,3 +112,41 @@ def allocate(
         else:
             allocation[key] = Allocation("frozen", None, float(value))
     return allocation
+
+
+class AllocationPolicy(Protocol):
+    """The allocation of every module of `importance` (module key -> importance) under the PEFT
+    settings of a trial."""
+
+    def __call__(
+        self, importance: Mapping[str, float], settings: PeftConfig
+    ) -> dict[str, Allocation]: ...
+
+
+def _hybrid(importance: Mapping[str, float], settings: PeftConfig) -> dict[str, Allocation]:
+    return allocate(dict(importance), settings.lora_quantile, settings.ia3_quantile, settings.rank)
+
+
+def _everywhere(method: str) -> AllocationPolicy:
+    """The policy that gives every module `method` (LoRA at the configured rank)."""
+
+    def policy(importance: Mapping[str, float], settings: PeftConfig) -> dict[str, Allocation]:
+        if method == "lora":
+            _check_ranks(settings.rank, importance)
+        return {
+            key: Allocation(
+                method, _rank_of(settings.rank, key) if method == "lora" else None, float(value)
+            )
+            for key, value in importance.items()
+        }
+
+    return policy
+
+
+POLICIES: dict[str, AllocationPolicy] = {
+    "hybrid": _hybrid,
+    "lora": _everywhere("lora"),
+    "ia3": _everywhere("ia3"),
+    "full": _everywhere("frozen"),
+    "head": _everywhere("frozen"),
+}
