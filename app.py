@@ -1,6 +1,6 @@
-"""The Streamlit app: `streamlit run app.py` or `autohm app`. The page lives in autohm/app.py,
-so that it is installed with the package."""
+"""The Streamlit app in a checkout: `streamlit run app.py` (or `autohm app`, which runs
+autohm/app/streamlit_app.py, installed with the package). The page is autohm.app.main."""
 
-from autohm.app import main
+from autohm.app.main import main
 
 main()

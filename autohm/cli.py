@@ -372,10 +372,10 @@ def train(
             saved.get("pooling", "last"),
         )
         result = train_and_save(trial_config, workload, out, progress)
-    metrics = result.metrics
+    outcome = result.outcome
     console.print(
         _summary_table(
-            "autohm train", [{"metric": k, "value": metrics.get(k)} for k in SUMMARY_KEYS]
+            "autohm train", [{"metric": k, "value": outcome.value(k)} for k in SUMMARY_KEYS]
         )
     )
     console.print(f"deploy: {describe(result.deployed.config)}", highlight=False)
@@ -484,9 +484,10 @@ def search(
         console.print("interrupted: completed trials are stored; rerun the command to resume")
         raise typer.Exit(143 if isinstance(stop, Terminated) else 130) from None
     progress.summary(result)
-    where = locate(settings.storage, settings.out).shown
-    console.print(f"pick one: autohm export --study {shlex.quote(result.study_name)} "
-                  f"--storage {shlex.quote(where)}")  # fmt: skip
+    where = f"--study {shlex.quote(result.study_name)} --storage " + shlex.quote(
+        locate(settings.storage, settings.out).shown
+    )
+    console.print(f"see it: autohm app {where}\npick one: autohm export {where}", highlight=False)
 
 
 @app.command()
@@ -571,7 +572,7 @@ def ablate(
     console.print(f"wrote {', '.join(str(p) for p in files.values())}", highlight=False)
 
 
-APP_SCRIPT = Path(__file__).resolve().parent / "app.py"  # installed with the package
+APP_SCRIPT = Path(__file__).resolve().parent / "app" / "streamlit_app.py"  # in the package
 
 
 @app.command("app")
@@ -585,7 +586,7 @@ def serve(
     """Browse a study in the Streamlit app: Pareto fronts, progress, trials, downloads."""
     import os
 
-    from autohm.results import read_baselines, study_names
+    from autohm.app.views import read_baselines, study_names
 
     storage = storage or os.environ.get("AUTOHM_STORAGE")
     names = study_names(storage)  # a missing storage or study is an error here, not in the page

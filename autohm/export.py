@@ -18,6 +18,7 @@ from optuna.trial import FrozenTrial
 from autohm.config import TrialConfig
 from autohm.files import check_output_file, write_atomically, write_text
 from autohm.objectives import OBJECTIVES
+from autohm.outcome import TrialOutcome
 from autohm.results import trials_frame
 from autohm.selection import SelectionError, pick
 from autohm.yaml_text import load_yaml
@@ -38,7 +39,8 @@ def export_trial(
         path or Path(f"{study.study_name}-trial{trial.number}.yaml"), protected
     )
     source = f"study {study.study_name} trial {trial.number}"
-    metrics = {k: v for k, v in trial.user_attrs.get("metrics", {}).items() if _scalar(v)}
+    outcome = TrialOutcome.of(trial)
+    metrics = {k: v for k, v in (outcome.stored() if outcome else {}).items() if _scalar(v)}
     document = {
         "config": config.model_dump(mode="json"),
         "run": run_settings(study, trial),
@@ -69,7 +71,7 @@ def run_settings(study: optuna.Study, trial: FrozenTrial) -> dict[str, Any]:
     return {
         "task": recorded.get("task", "digits"),
         "model": model,
-        "pooling": trial.user_attrs.get("metrics", {}).get("pooling", "last"),
+        "pooling": outcome.pooling if (outcome := TrialOutcome.of(trial)) else "last",
         "latency_batch": batch,
         "latency_seq_len": seq_len,
     }

@@ -16,16 +16,16 @@ and full fine-tuning still count. flops_dense and params_total come from the anc
 study's completed trial with the lowest number (the same for every trial of a study).
 
 Studies made before compaction recorded `latency_ms` (the ratio times the reference's time in
-ms) as the fourth objective; read_objectives maps them onto the ratio they were made from.
+ms) as the fourth objective; autohm.outcome reads them as the ratio they were made from.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
+from typing import Protocol
 
 import numpy as np
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import FrozenTrial
 
 OBJECTIVES = ("accuracy", "flops", "params", "latency")
 DIRECTIONS = ("maximize", "minimize", "minimize", "minimize")
@@ -34,22 +34,21 @@ LATENCY_REFERENCE = 2.0  # twice the dense model's latency
 OLD_OBJECTIVES = ("accuracy", "flops", "params", "latency_ms")  # studies before compaction
 
 
-def scales(anchor: Mapping[str, float]) -> np.ndarray:
-    """The divisors of the loss units from the anchor trial's metrics (objective values alone
-    suffice: a missing dense count falls back to twice the anchor's own value)."""
-    flops = MARGIN * (anchor.get("flops_dense") or 2 * anchor["flops"])
-    params = MARGIN * (anchor.get("params_total") or 2 * anchor["params"])
+class Anchor(Protocol):
+    """What the hypervolume units need of the anchor trial (autohm.outcome.TrialOutcome)."""
+
+    flops: float
+    params: float
+    flops_dense: float | None
+    params_total: float | None
+
+
+def scales(anchor: Anchor) -> np.ndarray:
+    """The divisors of the loss units from the anchor trial (objective values alone suffice:
+    a missing dense count falls back to twice the anchor's own value)."""
+    flops = MARGIN * (anchor.flops_dense or 2 * anchor.flops)
+    params = MARGIN * (anchor.params_total or 2 * anchor.params)
     return np.array([1.0, flops, params, LATENCY_REFERENCE], dtype=float)
-
-
-def read_objectives(values: Sequence[float], metrics: Mapping[str, Any]) -> list[float]:
-    """A completed trial's objective vector in today's units: a trial of a study made before
-    compaction has its latency ratio (metrics' latency_relative) as the fourth value, or NaN
-    when it recorded none."""
-    values = [float(v) for v in values]
-    if "latency" in metrics or "latency_ms" not in metrics:
-        return values
-    return [*values[:3], float(metrics.get("latency_relative", np.nan))]
 
 
 def to_loss(values: Sequence[Sequence[float]], scale: np.ndarray) -> np.ndarray:
@@ -112,9 +111,9 @@ def _sliced(points: np.ndarray, ref: np.ndarray) -> float:
     return total
 
 
-def normalised_hypervolume(values: Sequence[Sequence[float]], anchor: Mapping) -> float:
+def normalised_hypervolume(values: Sequence[Sequence[float]], anchor: Anchor) -> float:
     """The hypervolume of objective vectors in the units above (anchor: the anchor trial's
-    metrics)."""
+    outcome)."""
     if len(values) == 0:
         return 0.0
     return hypervolume(to_loss(values, scales(anchor)))
@@ -139,13 +138,3 @@ def front_mask(losses: np.ndarray, chunk: int = 1024) -> np.ndarray:
 def feasible(trial: FrozenTrial) -> bool:
     """Every constraint satisfied (a trial without constraints is feasible)."""
     return all(value <= 0 for value in trial.constraints.values())
-
-
-def anchor_metrics(trials: Sequence[FrozenTrial]) -> dict[str, Any] | None:
-    """The metrics of the lowest-numbered completed trial, which fix the hypervolume units
-    (its objective values when it recorded no metrics); None before any trial completed."""
-    completed = [t for t in trials if t.state == TrialState.COMPLETE]
-    if not completed:
-        return None
-    first = min(completed, key=lambda t: t.number)
-    return first.user_attrs.get("metrics") or dict(zip(OBJECTIVES, first.values, strict=True))

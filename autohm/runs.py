@@ -64,8 +64,8 @@ def run_baselines(
     rows = []
     for mode in BASELINES:
         step = labelled(progress, f"baseline {mode}")
-        metrics = run_trial(baseline_config(mode, like), workload, test=True, progress=step).metrics
-        rows.append({"baseline": mode, **{k: metrics.get(k) for k in SUMMARY_KEYS}})
+        outcome = run_trial(baseline_config(mode, like), workload, test=True, progress=step).outcome
+        rows.append({"baseline": mode, **{k: outcome.value(k) for k in SUMMARY_KEYS}})
     table = pd.DataFrame(rows)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import optuna
@@ -47,6 +48,7 @@ from autohm.measure import (
 from autohm.memory import trial_memory_shortage
 from autohm.model import MambaClassifier, MambaLM
 from autohm.model.classifier import Pooling
+from autohm.outcome import LayerPath, ScanOrderRecord, TrialOutcome
 from autohm.peft import (
     POLICIES,
     Allocation,
@@ -163,11 +165,11 @@ class Workload:
 
 @dataclass
 class TrialResult:
-    """The trained model, its metrics and the artefacts of one trial."""
+    """The trained model, what it measured and the artefacts of one trial."""
 
     config: TrialConfig
     model: nn.Module
-    metrics: dict
+    outcome: TrialOutcome
     orders: list[list[int]] = field(default_factory=list)
     allocation: dict[str, Allocation] = field(default_factory=dict)
     deployed: MambaClassifier | None = None  # the compact model (autohm.deploy.compact)
@@ -178,7 +180,7 @@ class TrialResult:
         weight, so its weights are left out, with WEIGHTS.txt saying how to get them."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        write_text(directory / "metrics.json", json.dumps(self.metrics, indent=2))
+        write_text(directory / "metrics.json", json.dumps(self.outcome.stored(), indent=2))
         self.config.save(directory / "config.yaml")
         if lean and self.config.peft.mode == "full":
             save_order(directory, self.orders)
@@ -225,33 +227,31 @@ def run_trial(
     clock = time.perf_counter()
     progress("evaluation", detail="validation accuracy of the compact model")
     small = compact(model)  # fine_tune left the model in evaluation mode
-    metrics = evaluate(small, task, test)
+    accuracies = evaluate(small, task, test)
     timings["evaluation_s"] = time.perf_counter() - clock + fidelity_s
 
     clock = time.perf_counter()
     progress("measurement", detail="parameters, FLOPs, latency")
-    metrics |= measure(model, small, workload, config, latency)
+    costs = measure(model, small, workload, config, latency)
     timings["measure_s"] = time.perf_counter() - clock
-    metrics |= {
-        "allocation": _allocation_table(model, allocation),
-        "scan_order": order_info,
-        "timings": timings,
-        "task": task.describe(),
-        "model": workload.model_source,
-    }
-    return TrialResult(config, model, metrics, orders, allocation, small)
+    outcome = TrialOutcome(
+        **accuracies, **costs, allocation=_allocation_table(model, allocation),
+        scan_order=order_info, timings=timings, task=task.describe(),
+        model=workload.model_source,
+    )  # fmt: skip
+    return TrialResult(config, model, outcome, orders, allocation, small)
 
 
 def apply_scan_order(
     model: MambaClassifier, task: Task, config: TrialConfig, progress: Progress = ignore
-):
+) -> tuple[ScanOrderRecord, list[list[int]]]:
     """Pillar 1 on every layer: statistics, cost, solve (layers in parallel threads: the
     solvers release the GIL), permute; returns (record, orders). The record gives each layer's
     path costs, the time its statistics added to the calibration forward and its solve time."""
     settings = config.scan_order
     clock = time.perf_counter()
     if settings.method == "identity":
-        return {"method": "identity"}, [list(range(m.d_inner)) for m in mixers(model)]
+        return ScanOrderRecord(), [list(range(m.d_inner)) for m in mixers(model)]
     progress("calibration", detail=f"{settings.calibration_batches} batches")
     stream = batches(task.train, config.train.batch_size, _generator(config, 1))
     calibration = (next(stream)[:2] for _ in range(settings.calibration_batches))
@@ -285,22 +285,17 @@ def apply_scan_order(
         perm, solve_s = solved[index]
         permute_channels(layer.mixer, perm)
         orders.append(perm.tolist())
-        records.append({
-            "before": path_cost(cost, np.arange(cost.shape[0])),
-            "after": path_cost(cost, perm),
-            "statistics_s": acc.seconds,
-            "solve_s": solve_s,
-        })  # fmt: skip
-    record = {
-        "method": settings.method,
-        "source": settings.source,
-        "path_cost_before": sum(layer["before"] for layer in records),
-        "path_cost_after": sum(layer["after"] for layer in records),
-        "layers": records,
-        "statistics_s": statistics_s,
-        "solver_s": solver_s,
-        "precompute_s": statistics_s + solver_s,
-    }
+        records.append(LayerPath(
+            before=path_cost(cost, np.arange(cost.shape[0])), after=path_cost(cost, perm),
+            statistics_s=acc.seconds, solve_s=solve_s,
+        ))  # fmt: skip
+    record = ScanOrderRecord(
+        method=settings.method, source=settings.source,
+        path_cost_before=sum(layer.before for layer in records),
+        path_cost_after=sum(layer.after for layer in records),
+        layers=records, statistics_s=statistics_s, solver_s=solver_s,
+        precompute_s=statistics_s + solver_s,
+    )  # fmt: skip
     return record, orders
 
 
@@ -406,7 +401,7 @@ def known_costs(model: MambaClassifier, task: Task) -> dict[str, float]:
     return {"flops": float(flops), "params": float(count_parameters(model).params)}
 
 
-def evaluate(small: MambaClassifier, task: Task, test: bool) -> dict:
+def evaluate(small: MambaClassifier, task: Task, test: bool) -> dict[str, Any]:
     """Validation (and with `test`, test) accuracy of the compact model: what deploys, and the
     cheapest form to run (it computes the masked model's outputs, tests/test_deploy.py)."""
     metrics = {"accuracy": accuracy(small, task.validation), "pooling": small.pooling}
@@ -421,7 +416,7 @@ def measure(
     workload: Workload,
     config: TrialConfig,
     latency: bool,
-) -> dict:
+) -> dict[str, Any]:
     """The cost objectives and what explains them: the trained model's parameters, and the
     FLOPs and latency of `small`, its compact form (masked channels and states removed)."""
     task = workload.task

@@ -28,13 +28,9 @@ import numpy as np
 import optuna
 from optuna.trial import TrialState
 
-from autohm.objectives import (
-    anchor_metrics,
-    minimised,
-    normalised_hypervolume,
-    pareto_mask,
-    read_objectives,
-)
+from autohm.objectives import minimised, normalised_hypervolume, pareto_mask
+from autohm.outcome import TrialOutcome
+from autohm.outcome import anchor as first_completed
 from autohm.results import training_steps
 from autohm.search.space import load_space
 from autohm.search.study import SearchSettings, run_search
@@ -95,7 +91,7 @@ def compute_seconds(study: optuna.Study) -> float:
 def objectives(trial: optuna.trial.FrozenTrial) -> list[float]:
     """A completed trial's objective values, latency as the ratio to the base model (also in
     studies made before compaction)."""
-    return read_objectives(trial.values, trial.user_attrs.get("metrics", {}))
+    return list(TrialOutcome.of(trial).objectives())
 
 
 def latency_spread(studies: list[optuna.Study]) -> tuple[float, float]:
@@ -105,7 +101,7 @@ def latency_spread(studies: list[optuna.Study]) -> tuple[float, float]:
     return float(np.nanmin(values)), float(np.nanmax(values))
 
 
-def trajectory(study: optuna.Study, anchor: dict) -> tuple[np.ndarray, np.ndarray]:
+def trajectory(study: optuna.Study, anchor: TrialOutcome) -> tuple[np.ndarray, np.ndarray]:
     """(cumulative training steps, hypervolume of the completed trials so far) after each
     finished trial, in the order they finished."""
     trials = sorted(
@@ -127,7 +123,7 @@ def first_reaching(steps: np.ndarray, volumes: np.ndarray, target: float) -> flo
     return float(steps[reached[0]]) if reached.size else None
 
 
-def pooled(studies: list[optuna.Study], anchor: dict) -> tuple[int, float, np.ndarray]:
+def pooled(studies: list[optuna.Study], anchor: TrialOutcome) -> tuple[int, float, np.ndarray]:
     """(completed trials, hypervolume, the latencies on their front) of every study's completed
     trials taken together: the best front known in the space, an estimate of what any one
     search could reach."""
@@ -163,14 +159,14 @@ def main() -> None:
     if args.run_only:
         return
     first = next(iter(studies.values()))
-    anchor = anchor_metrics(first.get_trials(deepcopy=False))
+    anchor = first_completed(first.get_trials(deepcopy=False))
     curves = {key: trajectory(study, anchor) for key, study in studies.items()}
     seconds = {key: compute_seconds(study) for key, study in studies.items()}
     variants = list(dict.fromkeys(variant for variant, _ in studies))
     final = {v: np.array([curves[v, s][1][-1] for s in range(args.seeds)]) for v in variants}
     steps = {v: np.array([curves[v, s][0][-1] for s in range(args.seeds)]) for v in variants}
     print(f"\nbudget {args.budget}, space {args.space}, {args.seeds} seeds; hypervolume in the "
-          "units of the first study (README: Search and export)")  # fmt: skip
+          "units of the first study (docs/search.md: objectives and hypervolume)")  # fmt: skip
     print("| variant | trials | hypervolume | HV vs random | training steps | wall s | steps vs "
           "no early stops | HV at its steps | steps to reach its HV (seeds) |")  # fmt: skip
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")

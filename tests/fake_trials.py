@@ -8,17 +8,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from autohm.config import TrialConfig
+from autohm.outcome import TrialOutcome
 from autohm.trial import TrialFailed, TrialPruned
 
 
 @dataclass
 class FakeResult:
     config: TrialConfig
-    metrics: dict
+    outcome: TrialOutcome
 
     def save(self, directory, lean=False):
         directory = Path(directory)
-        (directory / "metrics.json").write_text(json.dumps(self.metrics))
+        (directory / "metrics.json").write_text(json.dumps(self.outcome.stored()))
         self.config.save(directory / "config.yaml")
         return sorted(directory.iterdir())
 
@@ -78,4 +79,4 @@ class FakeRunner:
 
         if report is not None and report(self.report_step, metrics["accuracy"] - 0.1, costs):
             raise TrialPruned(self.report_step, metrics["accuracy"] - 0.1)
-        return FakeResult(config, metrics)
+        return FakeResult(config, TrialOutcome(**metrics))

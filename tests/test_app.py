@@ -1,4 +1,4 @@
-"""The Streamlit app (app.py) and the reads behind it (autohm.results): rendered with
+"""The Streamlit app (autohm.app) and the views of a study behind it: rendered with
 streamlit.testing on a real quick-space study, on studies built with a stand-in for training
 (baselines, failures, constraints, early stops, an ablation report), on an empty study and a
 failed-only one; widget interactions; the download bytes; 10,000 trials; `autohm app` itself
@@ -23,7 +23,8 @@ from fake_trials import FakeRunner, FakeWorkload, fake_metrics
 from optuna.trial import TrialState
 from streamlit.testing.v1 import AppTest
 
-from autohm import app, figures, results
+from autohm import results
+from autohm.app import figures, trial_page, trials_page, views
 from autohm.config import TrialConfig
 from autohm.errors import AutohmError
 from autohm.export import export_trial
@@ -33,7 +34,7 @@ from autohm.search.study import SearchSettings, run_search
 from autohm.storage import existing_study
 
 ROOT = Path(__file__).resolve().parent.parent
-APP = ROOT / "app.py"  # the shim that runs autohm.app.main
+APP = ROOT / "autohm" / "app" / "streamlit_app.py"  # the script `autohm app` runs
 optuna.logging.set_verbosity(optuna.logging.ERROR)
 
 
@@ -168,23 +169,23 @@ def test_the_yaml_download_is_the_file_autohm_export_writes(real_study, tmp_path
     study = existing_study(storage, name)
     for trial in study.get_trials(states=[TrialState.COMPLETE]):
         path, _ = export_trial(study, f"trial:{trial.number}", tmp_path / "export.yaml")
-        data = app.config_yaml(storage, name, trial.number)
+        data = trial_page.config_yaml(storage, name, trial.number)
         assert data == path.read_bytes()
         assert yaml.safe_load(data)["source"]["trial"] == trial.number
         assert TrialConfig.load(path) == TrialConfig.from_dict(trial.user_attrs["config"])
 
 
 def test_a_trial_s_measurements_as_tables(real_study):
-    snapshot = results.snapshot(*real_study)
-    row = snapshot.table.iloc[0]
-    grid = results.allocation(row)
+    snapshot = views.snapshot(*real_study)
+    row = snapshot.outcomes[int(snapshot.table.iloc[0]["number"])]
+    grid = views.allocation(row)
     assert set(grid["method"]) <= {"lora", "ia3", "frozen"} and len(grid) == 2 * 4  # 2 layers
     phases = {"scan order", "masks", "fine tune", "evaluation", "measure"}
-    assert set(results.timings(row)["phase"]) == phases
-    assert results.latency_record(row)["device"] == "cpu"
-    masks = results.sparsity(row)
+    assert set(views.timings(row)["phase"]) == phases
+    assert views.latency_record(row)["device"] == "cpu"
+    masks = views.sparsity(row)
     assert masks.empty or masks["sparsity"].between(0, 1).all()
-    costs = results.scan_costs(row)
+    costs = views.scan_costs(row)
     assert costs.empty or (costs["after"] <= costs["before"] + 1e-9).all()
 
 
@@ -247,9 +248,9 @@ def test_widget_interactions_rerun_cleanly(monkeypatch, fake_study):
 
 
 def test_the_csv_download_is_the_filtered_table(fake_study):
-    snapshot = results.snapshot(*fake_study)
-    view = results.filtered(snapshot.table, pareto_only=True)
-    lines = app.table_csv(view).decode().splitlines()
+    snapshot = views.snapshot(*fake_study)
+    view = views.filtered(snapshot.table, pareto_only=True)
+    lines = trials_page.table_csv(view).decode().splitlines()
     assert len(lines) == 1 + int(snapshot.table["pareto"].sum())
     assert lines[0].split(",")[:3] == ["number", "state", "accuracy"]
     assert "choice.solver" not in lines[0] and "cfg.peft.mode" in lines[0]
@@ -312,7 +313,8 @@ def _many_trials(count: int, seed: int = 0) -> list:
                         "penalty": {"sparsity": float(rng.uniform(0.2, 0.7))}},
             "peft": {"lora_quantile": float(rng.uniform(0.4, 0.9)), "rank": [2, 4, 8][number % 3]},
         })  # fmt: skip
-        metrics = {k: v * rng.uniform(0.9, 1.1) for k, v in fake_metrics(config).items()}
+        metrics = fake_metrics(config)
+        metrics |= {k: metrics[k] * rng.uniform(0.9, 1.1) for k in OBJECTIVES}
         trial = optuna.trial.create_trial(
             values=[metrics[k] for k in OBJECTIVES],
             user_attrs={"config": config.model_dump(mode="json"), "metrics": metrics,
@@ -328,12 +330,12 @@ def test_ten_thousand_trials_are_read_filtered_and_drawn():
     trials = _many_trials(10_000)
     configs = {t.number: t.user_attrs["config"] for t in trials}
     table = results.trials_frame(trials)
-    table = table.join(results.key_choices(table, configs).add_prefix("choice."))
-    table["hover"] = app.hover_text(table)
-    view = results.filtered(table, {"accuracy": (0.5, 1.0)}, {"choice.solver": ["two_opt"]})
+    table = table.join(views.key_choices(table, configs).add_prefix("choice."))
+    table["hover"] = views.hover_text(table)
+    view = views.filtered(table, {"accuracy": (0.5, 1.0)}, {"choice.solver": ["two_opt"]})
     style = figures.Style(colour="choice.mode", facet="choice.masks")
     built = [
-        figures.pareto_figure(view, "flops", "accuracy", style, results.references(view), None),
+        figures.pareto_figure(view, "flops", "accuracy", style, views.references(view), None),
         figures.cube_figure(view),
         figures.matrix_figure(view),
         figures.history_figure(view, "number"),
@@ -351,25 +353,25 @@ def test_the_chunked_front_is_the_front():
 def test_the_2d_front_and_the_histories():
     trials = _many_trials(60)
     table = results.trials_frame(trials)
-    front = results.front_2d(table, "flops", "accuracy")
+    front = views.front_2d(table, "flops", "accuracy")
     assert front["flops"].is_monotonic_increasing and front["accuracy"].is_monotonic_increasing
     done = table[table["state"] == "COMPLETE"]
     for _, row in done.iterrows():  # nothing beats a front member on both
         beaten = (done["flops"] <= row["flops"]) & (done["accuracy"] >= row["accuracy"])
         beaten &= (done["flops"] < row["flops"]) | (done["accuracy"] > row["accuracy"])
         assert beaten.any() != (row["number"] in set(front["number"]))
-    best = results.running_best(table)
+    best = views.running_best(table)
     assert best["accuracy"].is_monotonic_increasing and best["flops"].is_monotonic_decreasing
-    assert len(results.hypervolume_history(table)) == 60
+    assert len(views.hypervolume_history(table)) == 60
 
 
 def test_a_bad_baselines_file_is_one_error(tmp_path):
     path = tmp_path / "baselines.json"
     path.write_text(json.dumps([{"baseline": "full", "accuracy": 0.9}]))
     with pytest.raises(AutohmError, match="no flops, params, latency"):
-        results.read_baselines(path)
+        views.read_baselines(path)
     with pytest.raises(AutohmError, match="missing.json"):
-        results.read_baselines(tmp_path / "missing.json")
+        views.read_baselines(tmp_path / "missing.json")
 
 
 # ---- the command and a real browser ----------------------------------------------------------

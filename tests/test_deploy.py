@@ -270,7 +270,7 @@ def test_autohm_train_writes_a_deploy_directory_with_the_trained_outputs(tmp_pat
     result = train_and_save(config, tiny_workload(latency_batch=2), tmp_path)
     loaded = MambaClassifier.from_pretrained(tmp_path / "deploy")
     channels = [loaded.config.layer_inner(i) for i in range(2)]
-    assert channels == result.metrics["channels"]
+    assert channels == result.outcome.stored()["channels"]
     assert sum(channels) < 2 * loaded.config.d_inner  # channels did go
     ids, mask, _ = tiny_workload().task.validation[:8]
     with torch.no_grad():

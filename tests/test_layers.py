@@ -11,12 +11,13 @@ LAYERS = [  # bottom up; a name is a module or a package of autohm
     {"model", "tasks"},
     {"memory", "scan_order", "masking", "peft", "config", "training", "pretrain"},
     {"deploy", "measure"},
+    {"objectives"},
     {"outcome", "trial"},
-    {"objectives", "storage", "selection"},
+    {"storage", "selection"},
     {"results"},
     {"export"},
     {"search", "runs", "ablation"},
-    {"figures", "app", "bench", "cli", "__main__"},
+    {"app", "bench", "cli", "__main__"},
 ]
 LAYER = {name: level for level, names in enumerate(LAYERS) for name in names}
 

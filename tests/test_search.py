@@ -36,7 +36,8 @@ from autohm.objectives import (
     hypervolume,
     pareto_mask,
 )
-from autohm.search import objective
+from autohm.outcome import TrialOutcome
+from autohm.search import optuna_objective
 from autohm.search.fidelity import EarlyStop, Progress
 from autohm.search.progress import early_stops
 from autohm.search.space import SearchSpaceError, built_in_spaces, load_space, suggest
@@ -345,8 +346,8 @@ def test_the_budget_counts_across_runs_and_a_rerun_resumes(tmp_path):
     assert study.metric_names == list(OBJECTIVES)
     trial = study.trials[0]
     assert trial.user_attrs["config"]["train"]["steps"] == 20
-    assert trial.user_attrs["metrics"] == fake_metrics(TrialConfig.from_dict(
-        trial.user_attrs["config"]))  # fmt: skip
+    config = TrialConfig.from_dict(trial.user_attrs["config"])
+    assert trial.user_attrs["metrics"] == TrialOutcome(**fake_metrics(config)).stored()
     hypervolumes = [
         t.user_attrs["hypervolume"] for t in study.trials if "hypervolume" in t.user_attrs
     ]
@@ -594,7 +595,7 @@ def test_a_trial_whose_worker_died_before_its_first_heartbeat_is_failed_and_repl
 ):
     """A worker killed between creating a trial and its first heartbeat leaves a running
     trial Optuna's stale check never sees; it must not hold a place in the budget."""
-    monkeypatch.setattr(objective, "ORPHANED_AFTER_S", 0)  # the grace period alone decides
+    monkeypatch.setattr(optuna_objective, "ORPHANED_AFTER_S", 0)  # the grace period alone decides
     settings = _settings(tmp_path, 3, heartbeat_s=1, latency_batch=FakeWorkload.latency_batch)
     study, _ = create_or_resume(settings)  # as run_search opens it, with the batch resolved
     with pytest.warns(UserWarning, match="Heartbeat"):  # ask() outside optimize() warns

@@ -34,7 +34,7 @@ def test_a_trial_runs_end_to_end_and_saves_its_artefacts(tmp_path):
         tiny_config_for_trials(), tiny_workload(), test=True,
         report=lambda step, accuracy, costs: reports.append((step, costs())) or False,
     )  # fmt: skip
-    metrics = result.metrics
+    metrics = result.outcome.stored()
     assert metrics.keys() >= METRIC_KEYS
     # step 0 comes right after mask learning; the costs a stop rule weighs mid-training are
     # the ones measured at the end
@@ -66,7 +66,7 @@ def test_latency_is_the_compact_model_beside_the_dense_base_at_the_deployment_sh
     assert torch.equal(torch.random.get_rng_state(), state)  # building it draws nothing
     assert workload.latency_reference is reference
     assert workload.latency_inputs().shape == (3, 5)
-    metrics = run_trial(tiny_config_for_trials(), workload).metrics
+    metrics = run_trial(tiny_config_for_trials(), workload).outcome.stored()
     device = metrics["device"]
     assert (metrics["latency_batch"], metrics["latency_seq_len"]) == (3, 5)
     assert (device["batch"], device["seq_len"]) == (3, 5)
@@ -88,7 +88,7 @@ def test_the_same_seed_gives_the_same_metrics():
     workload = tiny_workload()
     runs = [run_trial(tiny_config_for_trials(), workload, latency=False) for _ in range(2)]
     keep = ("accuracy", "flops", "flops_dense", "params", "params_masked", "allocation", "sparsity")
-    first, second = ({k: r.metrics[k] for k in keep} for r in runs)
+    first, second = ({k: r.outcome.stored()[k] for k in keep} for r in runs)
     assert first == second
     assert runs[0].orders == runs[1].orders
 
@@ -168,7 +168,9 @@ def test_compact_flops_drop_by_the_whole_path_of_a_removed_channel():
 @pytest.mark.parametrize("mode", BASELINES)
 def test_every_baseline_runs_and_is_measured(mode):
     """full and head have no adapted projections (no masks, no adapters): plain nn.Linear."""
-    metrics = run_trial(baseline_config(mode, tiny_config_for_trials()), tiny_workload()).metrics
+    metrics = run_trial(
+        baseline_config(mode, tiny_config_for_trials()), tiny_workload()
+    ).outcome.stored()
     assert metrics["flops"] == metrics["flops_dense"] and metrics["latency"] > 0
     adapters = sum(entry["params"] for entry in metrics["allocation"].values())
     assert (adapters == 0) == (mode in ("full", "head"))
@@ -177,7 +179,7 @@ def test_every_baseline_runs_and_is_measured(mode):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_on_a_gpu_the_compact_model_is_timed_there_with_its_kernels():
     result = run_trial(tiny_config_for_trials(), tiny_workload(latency_batch=4))
-    device = result.metrics["device"]
+    device = result.outcome.stored()["device"]
     assert device["device"].startswith("cuda") and device["scan_backend"] in ("triton", "mamba_ssm")
     assert next(result.deployed.parameters()).device.type == "cpu"  # handed back on the CPU
 

@@ -10,6 +10,7 @@ from itertools import product
 import pandas as pd
 
 from autohm.config import TrialConfig
+from autohm.objectives import OBJECTIVES
 from autohm.peft import apply_allocation, count_parameters
 from autohm.phases import Progress, ignore, labelled
 from autohm.trial import Workload, choose_allocation, run_trial
@@ -67,13 +68,13 @@ def run_variants(
         for seed in seeds:
             label = f"variant {index + 1}/{len(variants)} {variant.name}, seed {seed}"
             config = variant.config.with_changes(train={"seed": seed})
-            metrics = run_trial(config, workload, progress=labelled(progress, label)).metrics
+            outcome = run_trial(config, workload, progress=labelled(progress, label)).outcome
             rows.append(
                 {
                     "variant": variant.name, "group": variant.group, "seed": seed,
                     "order": variant.order, "masks": variant.masks, "peft": variant.peft,
-                    **{k: metrics[k] for k in ("accuracy", "flops", "params", "latency")},
-                    "efficiency": metrics["accuracy"] / metrics["flops"] / metrics["params"],
+                    **dict(zip(OBJECTIVES, outcome.objectives(), strict=True)),
+                    "efficiency": outcome.accuracy / outcome.flops / outcome.params,
                 }
             )  # fmt: skip
     return pd.DataFrame(rows)

@@ -292,7 +292,7 @@ def run_trial_phases(
     with tempfile.TemporaryDirectory() as directory:
         stored = result.save(directory, lean=True)
         files = {path.name: path.stat().st_size for path in stored}
-    return TrialRow(result.metrics["timings"], total, sum(files.values()), files)
+    return TrialRow(result.outcome.timings.model_dump(), total, sum(files.values()), files)
 
 
 def as_dict(rows: list[StepRow], trial: TrialRow | None) -> dict:

@@ -7,17 +7,17 @@ interquartile range (75th - 25th percentile, linear interpolation) in millisecon
 the odd slow run, with the device, library versions, threads and the scan backend actually used.
 With a time budget the first warmup round is timed and the run counts shrink to fit it (at
 least one warmup round and MIN_REPEATS timed ones): a large model's forward takes long enough
-that a few runs already give a stable median, and 35 of them would cost minutes on a CPU.
+that a few runs already give a stable median, and the full protocol would cost minutes on a CPU.
 
 With a `reference` model, the model and the reference run in turns, which of them first
 alternating from round to round, and `relative` is the ratio of their 10th percentiles. A shared
 machine's speed drifts by tens of percent over minutes; runs a millisecond apart share the drift
-(benchmarks/latency_drift.py), so trials measured at different times compare by their ratios.
-Why these two choices: on an oversubscribed machine (three busy single-threaded processes on two
-cores) the per-run ratios of two identical models, always timed in the same order, had medians
-from 0.28 to 3.15 over 60 measurements: the scheduler's time slices lock onto the fixed order
-and stall one model's runs. Alternating the order and comparing fast runs (the 10th percentile
-of each) kept every ratio within 0.96-1.08 there, and within 0.98-1.03 on a quiet machine.
+(benchmarks/latency_drift.py measures it), so trials measured at different times compare by
+their ratios. Why alternate and why the 10th percentile: on an oversubscribed machine the
+scheduler's time slices can lock onto a fixed order and stall one model's runs, which skews the
+ratio of two identical models far from 1; alternating the order removes that bias, and the fast
+runs of each model (its 10th percentile) are the ones least touched by other load
+(docs/measurement.md, Latency).
 """
 
 from __future__ import annotations

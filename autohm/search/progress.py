@@ -17,7 +17,7 @@ from rich.table import Table
 from rich.text import Text
 
 from autohm.results import training_steps, trials_frame
-from autohm.search.objective import counts_toward_budget
+from autohm.search.optuna_objective import counts_toward_budget
 from autohm.selection import knee
 from autohm.storage import Location
 from autohm.trial import stop_point

@@ -32,7 +32,7 @@ from autohm.measure import check_options
 from autohm.objectives import DIRECTIONS, OBJECTIVES, OLD_OBJECTIVES
 from autohm.phases import Progress
 from autohm.search.fidelity import RULES, EarlyStop
-from autohm.search.objective import Objective, counts_toward_budget, mark_lost
+from autohm.search.optuna_objective import Objective, counts_toward_budget, mark_lost
 from autohm.search.samplers import make_sampler
 from autohm.search.space import SearchSpace
 from autohm.storage import Location, locate, open_storage

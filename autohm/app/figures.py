@@ -1,6 +1,7 @@
-"""The Pareto app's figures (plotly): fronts in 2-D, 3-D and as a matrix, hypervolume and
-progress over time, per-layer allocation and sparsity, ablation bars and effects. Pure
-functions of the results frames, without Streamlit, so they can be built and tested alone."""
+"""The app's figures (plotly): fronts in 2-D, 3-D and as a matrix, hypervolume and progress
+over time, per-layer allocation and sparsity, ablation bars and effects. Pure functions of the
+study's frame and the app's views of it (autohm.app.views), without Streamlit, so they can be
+built and tested alone."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import plotly.graph_objects as go
 from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
-from autohm import results
+from autohm.app import views
 from autohm.objectives import DIRECTIONS, OBJECTIVES
 
 LABELS = {"accuracy": "accuracy", "flops": "FLOPs", "params": "trainable params",
@@ -76,7 +77,7 @@ def colour_groups(points: pd.DataFrame, style: Style) -> list[tuple[str, pd.Data
         return [("", points, FRONT)]
     if style.scale:
         return [("", points, points[colour].astype(float))]
-    names = results.labels(points, colour)
+    names = views.labels(points, colour)
     palette = qualitative.D3 + qualitative.Set2
     levels = sorted(names.unique())
     return [
@@ -147,7 +148,7 @@ def _colour_scale(style: Style, bar: bool = False) -> dict[str, Any]:
 def step_trace(points: pd.DataFrame, x: str, y: str, legend: bool) -> go.Scattergl:
     """The 2-D front of the two objectives shown, as a step line (WebGL, so that it lies
     above the markers)."""
-    front = results.front_2d(points, x, y)
+    front = views.front_2d(points, x, y)
     return go.Scattergl(
         x=front[x], y=front[y], mode="lines", line=dict(color=STEP, width=2, dash="dot"),
         line_shape="vh" if x in MAXIMISED else "hv", name="front of these two objectives",
@@ -229,7 +230,7 @@ def pareto_figure(
     points = points[points["state"] == "COMPLETE"].dropna(subset=[x, y])
     facets = [("", points)]
     if style.facet:
-        names = results.labels(points, style.facet)
+        names = views.labels(points, style.facet)
         facets = [(level, points[names == level]) for level in sorted(names.unique())] or facets
     figure = make_subplots(
         rows=1,
@@ -341,7 +342,7 @@ def history_figure(table: pd.DataFrame, by: str) -> go.Figure:
         vertical_spacing=0.14,
     )
     done = table[table["state"] == "COMPLETE"]
-    best = results.running_best(table).merge(table[["number", "datetime_start"]], on="number")
+    best = views.running_best(table).merge(table[["number", "datetime_start"]], on="number")
     stopped = table[table["state"] == "PRUNED"].dropna(subset=["accuracy_at_stop"])
     for index, name in enumerate(OBJECTIVES):
         row, col = divmod(index, 2)

@@ -6,7 +6,6 @@ why it failed, stopped or was interrupted."""
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import socket
 import tempfile
@@ -24,7 +23,8 @@ from optuna.trial import FrozenTrial, TrialState
 from autohm import phases
 from autohm.config import ConfigError
 from autohm.errors import TrialFailed
-from autohm.objectives import OBJECTIVES, anchor_metrics, feasible, normalised_hypervolume
+from autohm.objectives import feasible, normalised_hypervolume
+from autohm.outcome import TrialOutcome, anchor
 from autohm.search.fidelity import KNOWN_COSTS, EarlyStop, Progress
 from autohm.search.space import SearchSpace, suggest
 from autohm.storage import LOST, STALE_AFTER
@@ -170,25 +170,26 @@ class Objective:
                 return False
             completed = trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
             others = [
-                _progress(t.user_attrs["fidelity"][str(step)], t.user_attrs.get("metrics", {}))
+                _progress(t.user_attrs["fidelity"][str(step)], TrialOutcome.of(t))
                 for t in completed
                 if str(step) in t.user_attrs.get("fidelity", {})
             ]
             costs = known_costs() if self.early_stop.weighs_costs else {}
-            return self.early_stop.should_stop(_progress(accuracy, costs), others)
+            return self.early_stop.should_stop(Progress(float(accuracy), _costs(costs)), others)
 
         return report
 
     def _record(self, trial: optuna.Trial, result: Any) -> tuple[float, ...]:
-        metrics = _plain(result.metrics)
-        values = tuple(float(metrics[name]) for name in OBJECTIVES)
-        trial.set_user_attr("metrics", metrics)
-        for name, limit in self.limits.items():
-            trial.set_constraint(name, metrics[name] - limit)
-        ok = all(metrics[name] <= limit for name, limit in self.limits.items())
+        outcome: TrialOutcome = result.outcome
+        values = outcome.objectives()
+        trial.set_user_attr("metrics", outcome.stored())
+        excess = {name: outcome.value(name) - limit for name, limit in self.limits.items()}
+        for name, value in excess.items():
+            trial.set_constraint(name, value)
+        ok = all(value <= 0 for value in excess.values())
         trial.set_user_attr("feasible", ok)
         trial.set_user_attr("artifacts", self._upload(trial, result))
-        trial.set_user_attr("hypervolume", self._hypervolume(trial, values, metrics, ok))
+        trial.set_user_attr("hypervolume", self._hypervolume(trial, values, outcome, ok))
         return values
 
     def _upload(self, trial: optuna.Trial, result: Any) -> dict[str, str]:
@@ -204,27 +205,22 @@ class Objective:
                 for path in result.save(directory, lean=True)
             }
 
-    def _hypervolume(self, trial: optuna.Trial, values: tuple, metrics: dict, ok: bool) -> float:
+    def _hypervolume(
+        self, trial: optuna.Trial, values: tuple, outcome: TrialOutcome, ok: bool
+    ) -> float:
         """The hypervolume of the feasible front once this trial is added."""
         completed = trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
         points = [t.values for t in completed if feasible(t)] + ([values] if ok else [])
-        return normalised_hypervolume(points, anchor_metrics(completed) or metrics)
+        return normalised_hypervolume(points, anchor(completed) or outcome)
 
 
-def _progress(accuracy: float, metrics: Mapping[str, Any]) -> Progress:
-    """A trial at a fidelity step, with its known costs where `metrics` has them all."""
-    costs = tuple(float(metrics[name]) for name in KNOWN_COSTS if name in metrics)
-    return Progress(float(accuracy), costs if len(costs) == len(KNOWN_COSTS) else ())
+def _progress(accuracy: float, outcome: TrialOutcome | None) -> Progress:
+    """A completed trial at a fidelity step, with its known costs."""
+    known = {name: outcome.value(name) for name in KNOWN_COSTS} if outcome else {}
+    return Progress(float(accuracy), _costs(known))
 
 
-def _plain(metrics: dict) -> dict:
-    """Metrics as plain JSON values (numpy and torch scalars become numbers)."""
-
-    def convert(value: Any) -> Any:
-        if hasattr(value, "item"):
-            return value.item()
-        if hasattr(value, "tolist"):
-            return value.tolist()
-        raise TypeError(f"cannot store {type(value).__name__} in a study")
-
-    return json.loads(json.dumps(metrics, default=convert))
+def _costs(known: Mapping[str, Any]) -> tuple[float, ...]:
+    """The known costs in KNOWN_COSTS order; () unless all of them are there."""
+    costs = tuple(float(known[name]) for name in KNOWN_COSTS if known.get(name) is not None)
+    return costs if len(costs) == len(KNOWN_COSTS) else ()
