@@ -19,15 +19,12 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 import numpy as np
 
 from autohm.peft.errors import PeftError
 from autohm.peft.targets import PEFT_MODULES
-
-if TYPE_CHECKING:
-    from autohm.config import PeftConfig
 
 MODULE_METHODS = ("lora", "ia3", "frozen")
 
@@ -114,23 +111,33 @@ def allocate(
     return allocation
 
 
+class AllocationSettings(Protocol):
+    """What a policy reads of a trial's PEFT settings (autohm.config.PeftConfig has it)."""
+
+    lora_quantile: float
+    ia3_quantile: float
+    rank: int | Mapping[str, int]
+
+
 class AllocationPolicy(Protocol):
     """The allocation of every module of `importance` (module key -> importance) under the PEFT
     settings of a trial."""
 
     def __call__(
-        self, importance: Mapping[str, float], settings: PeftConfig
+        self, importance: Mapping[str, float], settings: AllocationSettings
     ) -> dict[str, Allocation]: ...
 
 
-def _hybrid(importance: Mapping[str, float], settings: PeftConfig) -> dict[str, Allocation]:
+def _hybrid(importance: Mapping[str, float], settings: AllocationSettings) -> dict[str, Allocation]:
     return allocate(dict(importance), settings.lora_quantile, settings.ia3_quantile, settings.rank)
 
 
 def _everywhere(method: str) -> AllocationPolicy:
     """The policy that gives every module `method` (LoRA at the configured rank)."""
 
-    def policy(importance: Mapping[str, float], settings: PeftConfig) -> dict[str, Allocation]:
+    def policy(
+        importance: Mapping[str, float], settings: AllocationSettings
+    ) -> dict[str, Allocation]:
         if method == "lora":
             _check_ranks(settings.rank, importance)
         return {
