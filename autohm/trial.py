@@ -48,7 +48,7 @@ from autohm.measure import (
 from autohm.memory import trial_memory_shortage
 from autohm.model import MambaClassifier, MambaLM
 from autohm.model.classifier import Pooling
-from autohm.outcome import LayerPath, ScanOrderRecord, TrialOutcome
+from autohm.outcome import LayerPath, ModuleRecord, ScanOrderRecord, Timings, TrialOutcome
 from autohm.peft import (
     POLICIES,
     Allocation,
@@ -236,7 +236,7 @@ def run_trial(
     timings["measure_s"] = time.perf_counter() - clock
     outcome = TrialOutcome(
         **accuracies, **costs, allocation=_allocation_table(model, allocation),
-        scan_order=order_info, timings=timings, task=task.describe(),
+        scan_order=order_info, timings=Timings(**timings), task=task.describe(),
         model=workload.model_source,
     )  # fmt: skip
     return TrialResult(config, model, outcome, orders, allocation, small)
@@ -472,7 +472,9 @@ def measure_deployed_latency(small: MambaClassifier, workload: Workload) -> Late
         small.cpu()
 
 
-def _allocation_table(model: MambaClassifier, allocation: dict[str, Allocation]) -> dict:
+def _allocation_table(
+    model: MambaClassifier, allocation: dict[str, Allocation]
+) -> dict[str, ModuleRecord]:
     """Per module: method, rank, importance and the elements of its adapter tensors."""
     table = {}
     for key, choice in allocation.items():
@@ -480,12 +482,12 @@ def _allocation_table(model: MambaClassifier, allocation: dict[str, Allocation])
         module = getattr(model.backbone.layers[int(layer)].mixer, name)
         parts = [getattr(module, part, None) for part in ("lora", "ia3")]  # plain without masks
         parts = [part for part in parts if part is not None]
-        table[key] = {
-            "method": choice.method,
-            "rank": choice.rank,
-            "importance": choice.importance,
-            "params": sum(t.numel() for part in parts for t in part.parameters()),
-        }
+        table[key] = ModuleRecord(
+            method=choice.method,
+            rank=choice.rank,
+            importance=choice.importance,
+            params=sum(t.numel() for part in parts for t in part.parameters()),
+        )
     return table
 
 
