@@ -15,7 +15,7 @@ from autohm.peft import apply_allocation, count_parameters
 from autohm.phases import Progress, ignore, labelled
 from autohm.trial import Workload, choose_allocation, run_trial
 
-SOLVERS = ("identity", "nearest_neighbor", "best", "importance")
+SOLVER_VARIANTS = ("identity", "nearest_neighbor", "best", "importance")  # where order matters
 GRANULARITIES = ("element", "channel", "block")
 MAX_MATCHED_RANK = 32
 
@@ -123,7 +123,7 @@ def _solver_and_granularity_variants(config: TrialConfig) -> list[Variant]:
     if config.masking.enabled and config.masking.granularity == "block":
         variants += [
             Variant(f"solver={s}", "solver", config.with_changes(scan_order={"method": s}))
-            for s in SOLVERS
+            for s in SOLVER_VARIANTS
             if s != config.scan_order.method
         ]
     if config.masking.enabled:

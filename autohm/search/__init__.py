@@ -1,6 +1,6 @@
-"""The search: search-space files -> Optuna study (objectives, constraints, multi-fidelity early
-stops, budget, heartbeat), the Pareto front, its hypervolume, and the pick rules of export.
+"""The search: search-space files -> Optuna study (samplers, constraints, multi-fidelity early
+stops, budget, heartbeat, workers). What reads a study (objectives, storage, selection, results,
+export, the app) lives below it and never imports it.
 
-Modules are imported where used (`from autohm.search.space import load_space`): this package
-itself imports nothing, so results.py and the app can use the pure parts without Optuna's
-samplers or the training stack."""
+Modules are imported where used (`from autohm.search.study import run_search`): this package
+itself imports nothing."""
