@@ -323,13 +323,14 @@ def pretrain(
 ) -> None:
     """Pretrain the tiny base model of a task (next-token prediction on its training split)."""
     from autohm import pretrain as base
+    from autohm.cache import cache_dir
     from autohm.phases import phase_log
     from autohm.tasks import load_task
 
     if out is not None:
         check_output_dir(out)
     loaded = load_task(task, seed=seed)
-    target = out or base.cache_dir() / "pretrained" / base.base_model_name(loaded)
+    target = out or cache_dir() / "pretrained" / base.base_model_name(loaded)
     with phase_log(quiet) as progress:
         lm = base.pretrain(loaded, steps=steps, seed=seed, progress=progress)
     lm.save_pretrained(target)

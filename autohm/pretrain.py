@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
+from autohm.cache import cache_dir
 from autohm.model import MambaConfig, MambaLM
 from autohm.phases import Progress, ignore
 from autohm.tasks import Task
@@ -30,10 +30,6 @@ def base_model_name(task: Task) -> str:
     spec = json.dumps({"task": task.name, "options": task.options, "seed": task.seed}, default=str)
     digest = hashlib.sha256(spec.encode()).hexdigest()[:10]
     return f"{task.name.replace(':', '_').replace('/', '_')}-{digest}"
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("AUTOHM_CACHE", Path.home() / ".cache" / "autohm"))
 
 
 def pretrain(

@@ -7,7 +7,7 @@ from pathlib import Path
 import autohm
 
 LAYERS = [  # bottom up; a name is a module or a package of autohm
-    {"errors", "files", "yaml_text", "phases", "devices", "ops", "kernels"},
+    {"errors", "files", "yaml_text", "phases", "devices", "cache", "ops", "kernels"},
     {"model", "tasks"},
     {"memory", "scan_order", "masking", "peft", "config", "training", "pretrain"},
     {"deploy", "measure"},

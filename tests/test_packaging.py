@@ -1,6 +1,7 @@
 """The wheel (a non-editable install) holds every module of autohm/, kernels/ as autohm.kernels and
 search_spaces/ as autohm.search_spaces, and never a top-level `kernels` package."""
 
+import os
 import subprocess
 import sys
 import zipfile
@@ -51,3 +52,23 @@ def test_wheel_layout(tmp_path):
     assert top_level <= {"autohm", next(n.split("/")[0] for n in names if ".dist-info/" in n)}
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     assert "autohm = autohm.cli:main" in archive.read(entry_points).decode()
+
+
+def test_compiled_kernels_are_cached_outside_the_package(tmp_path):
+    """numba's cache files go to $AUTOHM_CACHE/numba, never beside the installed sources (pip
+    would leave them behind on uninstall, and a leftover autohm/ directory of them shadows a
+    later editable install); numba's own setting is left as the user had it."""
+    script = (
+        "import numba, numpy as np\n"
+        "from autohm.scan_order.solvers import SOLVERS, PathProblem\n"
+        "distances = np.random.default_rng(0).random((12, 12))\n"
+        "SOLVERS['nearest_neighbor'](PathProblem(distances + distances.T))\n"
+        "print(repr(numba.config.CACHE_DIR))\n"
+    )
+    environment = {k: v for k, v in os.environ.items() if k != "NUMBA_CACHE_DIR"}
+    run = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path,
+        env=environment | {"AUTOHM_CACHE": str(tmp_path / "cache")}, check=True,
+    )  # fmt: skip
+    assert run.stdout.strip() == "''"
+    assert list((tmp_path / "cache" / "numba").rglob("*solvers*.nbi"))

@@ -21,10 +21,12 @@ from llvmlite import ir
 from numba import prange, types
 from numba.extending import intrinsic, overload
 
+from autohm.cache import cached_njit
+
 BLOCK = 64  # channels per job: four AVX-512 / eight AVX2 float32 vectors
 CHUNK = 16  # time steps per tile and between saved states
 
-_JIT = dict(parallel=True, fastmath=True, cache=True, nogil=True, error_model="numpy")
+_JIT = dict(parallel=True, fastmath=True, nogil=True, error_model="numpy")
 _INLINE = dict(fastmath=True, error_model="numpy")
 
 
@@ -208,7 +210,7 @@ def _gate(y, z, b, d0, w, t0, span, zt, ahead):
             y[i, c] *= zt[i, c] * _sigmoid(zt[i, c])
 
 
-@numba.njit(**_JIT)
+@cached_njit(**_JIT)
 def scan_forward(
     u, delta, A, B, C, D, z, bias, alive, alive_block, softplus, has_z, out, last, checkpoints
 ):
@@ -260,7 +262,7 @@ def scan_forward(
                 last[b, d0 + c, n] = h[n, c] * keep[c]
 
 
-@numba.njit(**_JIT)
+@cached_njit(**_JIT)
 def scan_backward(
     u,
     delta,

@@ -49,7 +49,7 @@ permutation for every n >= 1; with n <= 2 every order costs the same.
 
 Determinism: every method returns the same permutation for the same input and seed, unless a
 `time_limit` cuts annealing or best short (they check the clock between 20 chunks of work).
-The numba kernels compile on first use (several seconds) and are cached on disk (cache=True);
+The numba kernels compile on first use (several seconds) and are cached on disk (autohm.cache);
 they release the GIL, so layers can be solved in parallel threads.
 """
 
@@ -61,8 +61,8 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
-from numba import njit
 
+from autohm.cache import cached_njit
 from autohm.errors import AutohmError
 
 HELD_KARP_MAX_N = 16
@@ -241,7 +241,7 @@ def _nn_starts(n: int, seed: int) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).choice(n, size=count, replace=False))
 
 
-@njit(cache=True, nogil=True)
+@cached_njit(nogil=True)
 def _nearest_neighbour(cost, starts):
     n = cost.shape[0]
     best = np.arange(n)
@@ -270,7 +270,7 @@ def _nearest_neighbour(cost, starts):
     return best
 
 
-@njit(cache=True, nogil=True)
+@cached_njit(nogil=True)
 def _held_karp(cost):
     n = cost.shape[0]
     full = (1 << n) - 1
@@ -344,7 +344,7 @@ def _open_path(tour: np.ndarray) -> np.ndarray:
     return np.roll(tour, -dummy)[1:].astype(np.int64)
 
 
-@njit(cache=True, nogil=True)
+@cached_njit(nogil=True)
 def _positions(tour):
     pos = np.empty_like(tour)
     for k in range(tour.size):
@@ -352,7 +352,7 @@ def _positions(tour):
     return pos
 
 
-@njit(cache=True, nogil=True)
+@cached_njit(nogil=True)
 def _tour_cost(ext, tour):
     total = ext[tour[-1], tour[0]]
     for k in range(tour.size - 1):
@@ -360,7 +360,7 @@ def _tour_cost(ext, tour):
     return total
 
 
-@njit(cache=True, nogil=True)
+@cached_njit(nogil=True)
 def _push(node, queue, queued, qstate):
     """Append `node` to the circular work queue unless it is already in it (don't-look bits)."""
     if not queued[node]:
@@ -369,7 +369,7 @@ def _push(node, queue, queued, qstate):
         qstate[1] += 1
 
 
-@njit(cache=True, nogil=True)
+@cached_njit(nogil=True)
 def _reverse_arc(tour, pos, i, j):
     """Reverse the arc from position i forward to position j, or the complement if shorter."""
     m = tour.size
@@ -384,7 +384,7 @@ def _reverse_arc(tour, pos, i, j):
         j = j - 1 if j > 0 else m - 1
 
 
-@njit(cache=True, nogil=True)
+@cached_njit(nogil=True)
 def _two_opt_move(tour, pos, a, b, c, d):
     """Replace edges (a, b), (c, d) by (a, c), (b, d); b, d follow a, c in the same direction."""
     if b == c or a == d:
@@ -395,7 +395,7 @@ def _two_opt_move(tour, pos, a, b, c, d):
         _reverse_arc(tour, pos, pos[a], pos[d])
 
 
-@njit(cache=True, nogil=True)
+@cached_njit(nogil=True)
 def _try_two_opt(ext, neigh, tour, pos, a, eps, queue, queued, qstate):
     """First-improvement 2-opt from node a: (a, b), (c, d) -> (a, c), (b, d); returns the gain."""
     m = tour.size
@@ -417,7 +417,7 @@ def _try_two_opt(ext, neigh, tour, pos, a, eps, queue, queued, qstate):
     return 0.0
 
 
-@njit(cache=True, nogil=True)
+@cached_njit(nogil=True)
 def _move_segment(tour, pos, p, f, last, q, c, e, x):
     """Or-opt as 2-opt moves: segment f..last (between p and q) goes between c and e, x next to c.
 
@@ -434,7 +434,7 @@ def _move_segment(tour, pos, p, f, last, q, c, e, x):
         _two_opt_move(tour, pos, c, last, f, e)  # p q .. c f .. last e
 
 
-@njit(cache=True, nogil=True)
+@cached_njit(nogil=True)
 def _try_or_opt(ext, neigh, tour, pos, a, eps, queue, queued, qstate):
     """Or-opt for the segments of 1 to 3 nodes that start at node a (either way); the gain."""
     m = tour.size
@@ -464,7 +464,7 @@ def _try_or_opt(ext, neigh, tour, pos, a, eps, queue, queued, qstate):
     return 0.0
 
 
-@njit(cache=True, nogil=True)
+@cached_njit(nogil=True)
 def _descend(ext, neigh, tour, pos, eps, queue, queued, qstate, two_opt, or_opt):
     """Improving moves from the queued nodes until the queue is empty; the total gain."""
     total = 0.0
@@ -482,7 +482,7 @@ def _descend(ext, neigh, tour, pos, eps, queue, queued, qstate, two_opt, or_opt)
     return total
 
 
-@njit(cache=True, nogil=True)
+@cached_njit(nogil=True)
 def _local_search(ext, neigh, tour, eps, two_opt, or_opt):
     """Descend from `tour` (in place) until a pass with every node queued finds no move.
 
@@ -498,7 +498,7 @@ def _local_search(ext, neigh, tour, eps, two_opt, or_opt):
         gain = _descend(ext, neigh, tour, pos, eps, tour.copy(), queued, qstate, two_opt, or_opt)
 
 
-@njit(cache=True, nogil=True)
+@cached_njit(nogil=True)
 def _iterated_local_search(ext, neigh, best, kicks, max_segment, eps, seed):
     """`kicks` rounds of: swap two random adjacent arcs (a double bridge), descend, keep the
     result unless it got worse. `best` must be a local optimum; it is updated in place."""
@@ -534,7 +534,7 @@ def _iterated_local_search(ext, neigh, best, kicks, max_segment, eps, seed):
             pos = _positions(tour)
 
 
-@njit(cache=True, nogil=True)
+@cached_njit(nogil=True)
 def _anneal(ext, neigh, tour, best, temperature, cooling, moves, seed):
     """Metropolis 2-opt moves at a geometrically falling temperature; best tour kept in `best`."""
     np.random.seed(seed)
