@@ -19,8 +19,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from optuna.trial import FrozenTrial, TrialState
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationError
 
+from autohm.errors import AutohmError
 from autohm.objectives import OBJECTIVES
 
 RAW_FIELDS = ("allocation", "sparsity", "task")  # one column each: per module, layer, option
@@ -106,12 +107,20 @@ class TrialOutcome(Record):
     model: str | None = None  # the base model's source
 
     @classmethod
-    def read(cls, stored: Mapping[str, Any]) -> TrialOutcome:
-        """A stored record (a trial's `metrics` attribute or metrics.json), old forms included."""
+    def read(cls, stored: Mapping[str, Any], source: str = "metrics") -> TrialOutcome:
+        """A stored record (a trial's `metrics` attribute or metrics.json), old forms included;
+        a record that is not one raises AutohmError naming `source` and the field."""
+        if not isinstance(stored, Mapping):
+            raise AutohmError(f"{source}: expected a mapping, got {type(stored).__name__}")
         stored = dict(stored)
         if "latency" not in stored and "latency_ms" in stored:  # latency was in milliseconds
             stored["latency"] = stored.get("latency_relative", math.nan)
-        return cls.model_validate(stored)
+        try:
+            return cls.model_validate(stored)
+        except ValidationError as error:
+            problem = error.errors()[0]
+            field = ".".join(map(str, problem["loc"]))
+            raise AutohmError(f"{source}: {field}: {problem['msg']}") from None
 
     @classmethod
     def of(cls, trial: FrozenTrial) -> TrialOutcome | None:
@@ -119,7 +128,7 @@ class TrialOutcome(Record):
         hand) is read from its objective values; None for any other trial."""
         stored = trial.user_attrs.get("metrics")
         if stored:
-            return cls.read(stored)
+            return cls.read(stored, f"trial {trial.number}'s metrics")
         if trial.state == TrialState.COMPLETE and trial.values is not None:
             return cls(**dict(zip(OBJECTIVES, trial.values, strict=True)))
         return None

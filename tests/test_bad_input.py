@@ -5,6 +5,8 @@ for byte) and no output file written."""
 
 import json
 import shlex
+import shutil
+import sqlite3
 import sys
 
 import optuna
@@ -29,6 +31,7 @@ def place(tmp_path_factory):
     root = tmp_path_factory.mktemp("bad")
     settings = SearchSettings(budget=3, space=load_space("quick"), out=root, heartbeat_s=None)
     run_search(settings, workload=FakeWorkload(), runner=FakeRunner())
+    _garbled_copy(root / "autohm.db", root / "garbled.db")
     foreign = optuna.create_study(storage=f"sqlite:///{root / 'foreign.db'}", study_name="x")
     foreign.add_trial(optuna.trial.create_trial(value=1.0))
     TrialConfig().save(root / "config.yaml")
@@ -43,6 +46,17 @@ def place(tmp_path_factory):
     (root / "a-file").write_text("not a directory\n")
     _checkpoints(root)
     return root
+
+
+def _garbled_copy(database, copy):
+    """`database` with one trial's stored outcome garbled (an accuracy that is not a number)."""
+    shutil.copy(database, copy)
+    garbled = json.dumps({"accuracy": "high", "flops": 1, "params": 1})
+    with sqlite3.connect(copy) as connection:
+        connection.execute("UPDATE trial_user_attributes SET value_json = ? WHERE key = 'metrics' "
+                           "AND trial_id = (SELECT MIN(trial_id) FROM trial_user_attributes)",
+                           (garbled,))  # fmt: skip
+    connection.close()
 
 
 def _checkpoints(root):
@@ -94,6 +108,7 @@ BAD = [  # (arguments, what the error line says); {db}, {root}: the fixture's pa
     ("export --storage {db} --pick trial:-1 --out {root}/t.yaml", "trial:-1: the study has no"),
     ("export --storage {root}/foreign.db --out {root}/t.yaml", "not an autohm search"),
     ("export --storage {root}/missing.db --out {root}/t.yaml", "no study storage at"),
+    ("export --storage {root}/garbled.db --out {root}/t.yaml", "metrics: accuracy: Input should"),
     ("train --config {root}/broken.yaml --out {root}/run", "not valid YAML"),
     ("train --config {root}/twice.yaml --out {root}/run", "key 'steps' given twice"),
     ("train --config {root}/boolean.yaml --out {root}/run", "train.steps: true is not"),
