@@ -7,7 +7,7 @@ everywhere."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -29,11 +29,16 @@ def frame(study: optuna.Study) -> pd.DataFrame:
     return trials_frame(study.get_trials(deepcopy=False))
 
 
-def trials_frame(trials: Sequence[FrozenTrial]) -> pd.DataFrame:
+def trials_frame(
+    trials: Sequence[FrozenTrial], outcomes: Mapping[int, TrialOutcome | None] | None = None
+) -> pd.DataFrame:
     """Rows for `trials`, with the Pareto flag computed over the completed feasible ones.
     Surplus trials (created by a worker after others had filled the budget, never run) are
-    left out: they say nothing about the search."""
-    rows = [_row(trial) for trial in trials if not trial.user_attrs.get("surplus")]
+    left out: they say nothing about the search. `outcomes` (trial number ->
+    `TrialOutcome.of(trial)`): the records when the caller has read them already."""
+    if outcomes is None:
+        outcomes = {trial.number: TrialOutcome.of(trial) for trial in trials}
+    rows = [_row(t, outcomes[t.number]) for t in trials if not t.user_attrs.get("surplus")]
     table = pd.DataFrame(rows, columns=_columns(rows))
     if table.empty:
         return table
@@ -58,10 +63,9 @@ def training_steps(trial: FrozenTrial) -> tuple[int, int]:
     return masks + trial.user_attrs.get("pruned_at_step", fine_tuning), masks + fine_tuning
 
 
-def _row(trial: FrozenTrial) -> dict[str, Any]:
+def _row(trial: FrozenTrial, outcome: TrialOutcome | None) -> dict[str, Any]:
     complete = trial.state == TrialState.COMPLETE and trial.values is not None
     attrs = trial.user_attrs
-    outcome = TrialOutcome.of(trial)
     values = outcome.objectives() if complete and outcome else [np.nan] * len(OBJECTIVES)
     duration = trial.duration.total_seconds() if trial.duration is not None else np.nan
     row: dict[str, Any] = {

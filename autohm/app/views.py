@@ -44,7 +44,7 @@ class Snapshot:
     table: pd.DataFrame
     configs: dict[int, dict[str, Any]]
     attrs: dict[str, Any]
-    outcomes: dict[int, TrialOutcome]
+    outcomes: dict[int, TrialOutcome | None]
 
 
 @dataclass
@@ -86,9 +86,9 @@ def read(study: optuna.Study) -> Snapshot:
     """The study's trials, configurations and attributes as they are now."""
     trials = study.get_trials(deepcopy=False)
     configs = {t.number: t.user_attrs["config"] for t in trials if "config" in t.user_attrs}
-    table = trials_frame(trials)
+    outcomes = {t.number: TrialOutcome.of(t) for t in trials}
+    table = trials_frame(trials, outcomes)
     table = table.join(key_choices(table, configs).add_prefix("choice."))
-    outcomes = {t.number: outcome for t in trials if (outcome := TrialOutcome.of(t))}
     return Snapshot(study.study_name, table, configs, dict(study.user_attrs), outcomes)
 
 
